@@ -1,0 +1,149 @@
+"""Checkpoints: one safetensors file holding the weights and a JSON metadata block.
+
+safetensors cannot execute code on load, and a checkpoint alone rebuilds its network
+because the ``RedSegConfig`` is stored with the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from model.config import LESIONS, RedSegConfig
+from model.network import RedSeg
+
+FORMAT = "redseg-checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "redseg"
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "redseg-default.safetensors"
+"""The bundled model, loaded when no other checkpoint is named."""
+
+
+class CheckpointError(ValueError):
+    """The file is missing, corrupt, truncated, not a RedSeg checkpoint, or of an unknown version."""
+
+
+@dataclass
+class Checkpoint:
+    model: RedSeg
+    thresholds: dict[str, float]
+    """Per-lesion operating threshold on the probability."""
+    name: str = "redseg"
+    version: str = "0"
+    provenance: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def config(self) -> RedSegConfig:
+        return self.model.config
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: RedSeg,
+    *,
+    thresholds: dict[str, float] | None = None,
+    name: str = "redseg",
+    version: str = "0",
+    provenance: dict | None = None,
+    metrics: dict | None = None,
+    half: bool = False,
+) -> Path:
+    """Write ``model`` and its metadata atomically (temporary file, then rename)."""
+    thresholds = {lesion: 0.5 for lesion in LESIONS} | dict(thresholds or {})
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "config": model.config.to_dict(),
+        "thresholds": {k: float(v) for k, v in thresholds.items()},
+        "provenance": provenance or {},
+        "metrics": metrics or {},
+    }
+    dtype = torch.float16 if half else torch.float32
+    tensors = {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The checkpoint's metadata block, checked, without loading the weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from exc
+    if raw is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a RedSeg checkpoint (no '{METADATA_KEY}' metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} has unreadable RedSeg metadata: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a RedSeg checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {meta.get('format_version')!r}; "
+            f"this RedSeg reads version {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the network from a checkpoint, in eval mode on ``device``, with float32 weights."""
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        config = RedSegConfig.from_dict(meta["config"])
+        model = RedSeg(config)
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        reference = model.state_dict()
+        state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(f"{path} does not hold a valid RedSeg network: {exc}") from exc
+    model.to(device).eval()
+    return Checkpoint(
+        model=model,
+        thresholds={lesion: float(meta["thresholds"].get(lesion, 0.5)) for lesion in LESIONS},
+        name=str(meta.get("name", "redseg")),
+        version=str(meta.get("version", "0")),
+        provenance=meta.get("provenance", {}),
+        metrics=meta.get("metrics", {}),
+        sha256=file_sha256(path),
+    )
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

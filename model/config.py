@@ -1,0 +1,60 @@
+"""The network's configuration: a small dataclass saved inside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+LESIONS: tuple[str, ...] = ("MA", "HE")
+"""Output channel order: microaneurysms, haemorrhages."""
+
+VGG16_STAGE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
+VGG16_STAGE_CONVS: tuple[int, ...] = (2, 2, 3, 3, 3)
+
+
+@dataclass(frozen=True)
+class RedSegConfig:
+    width: float = 1.0
+    """Channel multiplier on VGG16 (1.0 is the paper's network)."""
+    batch_norm: bool = False
+    ma_stages: tuple[int, ...] = (2, 3, 4)
+    """VGG stages (1..5) whose last conv feeds the MA branch."""
+    he_stages: tuple[int, ...] = (3, 4, 5)
+    working_long_side: int = 1440
+    """Images are resized so their longer side has this many pixels (IDRiD 4288x2848 -> 1440x956)."""
+    mean: tuple[float, float, float] = (116.513, 56.437, 16.309)
+    """Per-channel RGB mean on the 0..255 scale (the authors' L-Seg values)."""
+    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    """Per-channel RGB std on the 0..255 scale (ImageNet's, as torchvision's VGG weights expect)."""
+
+    def __post_init__(self) -> None:
+        if not self.width > 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+        for name in ("ma_stages", "he_stages"):
+            stages = tuple(int(s) for s in getattr(self, name))
+            if not stages or any(s not in range(1, 6) for s in stages) or len(set(stages)) != len(stages):
+                raise ValueError(f"{name} must be distinct VGG stages in 1..5, got {stages}")
+            object.__setattr__(self, name, tuple(sorted(stages)))
+        if self.working_long_side < 32:
+            raise ValueError(f"working_long_side must be at least 32, got {self.working_long_side}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        return tuple(max(1, round(c * self.width)) for c in VGG16_STAGE_CHANNELS)
+
+    @property
+    def branch_stages(self) -> dict[str, tuple[int, ...]]:
+        return {"MA": self.ma_stages, "HE": self.he_stages}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RedSegConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RedSegConfig fields: {sorted(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)

@@ -1,0 +1,99 @@
+"""The Red-Seg network: a VGG16 encoder and two HED-style side-output branches (MA, HE)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import LESIONS, VGG16_STAGE_CONVS, RedSegConfig
+
+
+class VGGEncoder(nn.Module):
+    """VGG16 conv1..convN, laid out exactly as torchvision's ``vgg16(_bn).features``.
+
+    The same indices mean ImageNet weights in torchvision's layout load with a plain
+    ``load_state_dict``. ``forward`` returns the output of the last conv (after ReLU)
+    of every stage, tapped before that stage's pooling.
+    """
+
+    def __init__(self, stage_channels: tuple[int, ...], batch_norm: bool, num_stages: int = 5):
+        super().__init__()
+        layers: list[nn.Module] = []
+        self.tap_indices: list[int] = []
+        in_channels = 3
+        for stage in range(num_stages):
+            if stage > 0:
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            for _ in range(VGG16_STAGE_CONVS[stage]):
+                layers.append(nn.Conv2d(in_channels, stage_channels[stage], kernel_size=3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(stage_channels[stage]))
+                layers.append(nn.ReLU(inplace=True))
+                in_channels = stage_channels[stage]
+            self.tap_indices.append(len(layers) - 1)
+        self.features = nn.Sequential(*layers)
+        self.out_channels = tuple(stage_channels[:num_stages])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        taps = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self.tap_indices:
+                taps.append(x)
+        return taps
+
+
+class SideOutputBranch(nn.Module):
+    """1x1 side convs on some stages, bilinear upsampling to the input size, a 1x1 fusion conv."""
+
+    def __init__(self, stages: tuple[int, ...], stage_channels: tuple[int, ...]):
+        super().__init__()
+        self.stages = stages
+        self.side_convs = nn.ModuleList(nn.Conv2d(stage_channels[s - 1], 1, kernel_size=1) for s in stages)
+        self.fuse = nn.Conv2d(len(stages), 1, kernel_size=1)
+        nn.init.constant_(self.fuse.weight, 1.0 / len(stages))
+        nn.init.zeros_(self.fuse.bias)
+
+    def forward(self, taps: list[torch.Tensor], size: tuple[int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        sides = [
+            F.interpolate(conv(taps[s - 1]), size=size, mode="bilinear", align_corners=False)
+            for s, conv in zip(self.stages, self.side_convs)
+        ]
+        return self.fuse(torch.cat(sides, dim=1)), sides
+
+
+class RedSegOutput(NamedTuple):
+    fused: torch.Tensor
+    """Fused logits, shape (B, 2, H, W), channels in ``LESIONS`` order."""
+    sides: dict[str, list[torch.Tensor]]
+    """Per lesion, the side-output logits (B, 1, H, W) of each tapped stage, for deep supervision."""
+
+
+class RedSeg(nn.Module):
+    def __init__(self, config: RedSegConfig):
+        super().__init__()
+        self.config = config
+        channels = config.stage_channels
+        deepest = max(max(config.ma_stages), max(config.he_stages))
+        self.encoder = VGGEncoder(channels, config.batch_norm, num_stages=deepest)
+        self.branches = nn.ModuleDict(
+            {lesion: SideOutputBranch(config.branch_stages[lesion], channels) for lesion in LESIONS}
+        )
+
+    def forward(self, x: torch.Tensor) -> RedSegOutput:
+        size = (x.shape[-2], x.shape[-1])
+        taps = self.encoder(x)
+        fused, sides = [], {}
+        for lesion, branch in self.branches.items():
+            lesion_fused, sides[lesion] = branch(taps, size)
+            fused.append(lesion_fused)
+        return RedSegOutput(torch.cat(fused, dim=1), sides)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB images on the 0..255 scale, (B, 3, H, W), to the network's input."""
+        mean = torch.tensor(self.config.mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+        return (images.float() - mean) / std
