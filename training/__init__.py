@@ -1,0 +1,1 @@
+"""Training Red-Seg on IDRiD: data, losses, the two-stage trainer and evaluation."""
