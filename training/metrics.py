@@ -10,6 +10,15 @@ LEVELS = 65536
 IDRID_THRESHOLDS = np.linspace(0.0, 1.0, 33)
 """The IDRiD challenge's 33 equally spaced thresholds 0, 1/32, ..., 1."""
 
+PUBLISHED_AUC_PR = {
+    "Red-Seg": {"MA": 0.4839, "HE": 0.5695},
+    "Red-Seg one-stage": {"MA": 0.4669, "HE": 0.5916},
+    "L-Seg": {"MA": 0.4627, "HE": 0.6374},
+    "HED": {"MA": 0.4271, "HE": 0.5084},
+    "VRT (IDRiD winner)": {"MA": 0.4951, "HE": 0.6804},
+}
+"""Published AUC_PR on the official IDRiD test split (the Red-Seg paper), for context only."""
+
 
 class PRAccumulator:
     """Histograms of the scores of positive and negative pixels, pooled over images."""
@@ -57,8 +66,15 @@ class PRAccumulator:
         return {"precision": precision, "recall": recall, "f1": f1}
 
     def auc_pr_idrid(self) -> float:
-        """Area under the PR curve of the 33 IDRiD thresholds (trapezoids over recall)."""
+        """Area under the PR curve of the 33 IDRiD thresholds (trapezoids over recall).
+
+        Where scores of exactly 1 already reach some recall at threshold 1, the curve is closed
+        at (recall 0, precision 1), the point of a threshold above every score; otherwise a
+        saturated perfect classifier would score 0.
+        """
         precision, recall = self.precision_recall(IDRID_THRESHOLDS)
+        if recall[-1] > 0:
+            precision, recall = np.append(precision, 1.0), np.append(recall, 0.0)
         order = np.argsort(recall, kind="stable")
         return float(np.trapezoid(precision[order], recall[order]))
 
@@ -79,6 +95,15 @@ class PRAccumulator:
         precision, recall = self.precision_recall(thresholds)
         f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
         return float(thresholds[int(np.argmax(f1))])
+
+    def best_f1(self) -> dict[str, float]:
+        """The best-F1 threshold with its precision, recall and F1."""
+        threshold = self.best_f1_threshold()
+        return {"threshold": threshold, **self.at_threshold(threshold)}
+
+    @property
+    def num_pixels(self) -> int:
+        return int(self.positive.sum() + self.negative.sum())
 
     def summary(self, threshold: float) -> dict[str, float]:
         return {
