@@ -1,0 +1,87 @@
+"""The FastAPI application: settings, lifespan (model loading), middleware, routes, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from model.checkpoint import CheckpointError, load_checkpoint
+from service.errors import install_error_handlers
+from service.limits import BodyLimitMiddleware
+from service.metrics import Metrics
+from service.routes import health, segment
+from service.settings import Settings
+from service.worker import WorkerPool
+
+log = logging.getLogger("service")
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Room in the body limit for the multipart framing around the image."""
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
+    """Load the checkpoint on every device; refuse (never serve an untrained network) if it cannot be read."""
+    try:
+        devices = settings.devices()
+        checkpoints = {device: load_checkpoint(settings.checkpoint, device) for device in devices}
+    except (CheckpointError, RuntimeError) as exc:
+        message = (
+            f"cannot start: {exc}. Point REDSEG_CHECKPOINT at a trained RedSeg checkpoint "
+            "(the bundled one is checkpoints/redseg-default.safetensors)."
+        )
+        log.error(message)
+        raise StartupError(message) from None
+    pool = WorkerPool(checkpoints, settings.tiles, settings.queue_size, metrics)
+    ckpt = pool.checkpoint
+    log.info("serving %s %s (sha256 %s) on %s", ckpt.name, ckpt.version, ckpt.sha256[:12], ", ".join(devices))
+    return pool
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    pool = load_pool(settings, app.state.metrics)
+    pool.start()
+    app.state.pool = pool
+    supervisor = asyncio.create_task(pool.supervise())
+    try:
+        yield
+    finally:
+        supervisor.cancel()
+        pool.stop()
+        app.state.pool = None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="RedSeg",
+        summary="Red-lesion (microaneurysm, haemorrhage) segmentation of colour fundus photographs.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
+    app.state.pool = None
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(segment.router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        on_reject=lambda reason: metrics.rejected.labels(reason=reason).inc(),
+    )
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(app, tags=["metrics"])
+    return app

@@ -1,0 +1,66 @@
+"""Turning untrusted upload bytes into an RGB uint8 image, or a precise client error.
+
+The data is decoded from memory (never written to disk). Only the four formats of
+the service contract reach a decoder; OpenCV's own pixel limits (set in
+``service/__init__``) stop decompression bombs before they allocate.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from model.imageio import DECODE_FLAGS, ImageDecodeError, to_rgb8
+from service.errors import ServiceError
+
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "jpeg": (b"\xff\xd8\xff",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "tiff": (b"II*\x00", b"MM\x00*"),
+    "bmp": (b"BM",),
+}
+
+ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream")
+
+
+def image_format(data: bytes) -> str | None:
+    return next((fmt for fmt, magics in SIGNATURES.items() if data.startswith(magics)), None)
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Refuse a part whose declared type says it is not an image (a missing type is fine)."""
+    if content_type and not content_type.lower().startswith(ACCEPTED_CONTENT_TYPES):
+        raise ServiceError(415, "unsupported_type", f"unsupported content type {content_type!r}: send a JPEG, PNG, TIFF or BMP image")
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    # The end-of-image marker must follow the last start-of-scan; entropy-coded data
+    # never contains FF D9 (FF is byte-stuffed), so this spots a truncated scan.
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+
+
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode ``data`` to RGB uint8 (H, W, 3), or raise a ServiceError."""
+    if not data:
+        raise ServiceError(400, "empty", "the uploaded image is empty")
+    fmt = image_format(data)
+    if fmt is None:
+        raise ServiceError(415, "not_an_image", "the upload is not a JPEG, PNG, TIFF or BMP image")
+    if fmt == "jpeg" and not _jpeg_complete(data):
+        raise ServiceError(400, "corrupt", "the JPEG is truncated (no end-of-image marker)")
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS)
+    except cv2.error as exc:
+        message = str(exc.err or exc)
+        if "CV_IO_MAX_IMAGE" in message:
+            raise ServiceError(413, "too_many_pixels", f"the image has too many pixels (limit {max_pixels})") from None
+        raise ServiceError(400, "corrupt", f"the {fmt.upper()} could not be decoded (corrupt or truncated)") from None
+    if decoded is None or decoded.size == 0:
+        raise ServiceError(400, "corrupt", f"the {fmt.upper()} could not be decoded (corrupt or truncated)")
+    height, width = decoded.shape[:2]
+    if height * width > max_pixels:
+        raise ServiceError(413, "too_many_pixels", f"the image has {width}x{height} pixels; the limit is {max_pixels}")
+    try:
+        return to_rgb8(decoded)
+    except ImageDecodeError as exc:
+        raise ServiceError(415, "unsupported_type", str(exc)) from None

@@ -1,0 +1,55 @@
+"""Client errors as JSON ``{"detail": ...}``, each counted by reason; server errors with an error id."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("service")
+
+
+class ServiceError(Exception):
+    """A request the service will not serve: ``status`` and ``detail`` go to the client, ``reason`` to metrics."""
+
+    def __init__(self, status: int, reason: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers
+
+
+def unavailable(reason: str, detail: str, retry_after: int) -> ServiceError:
+    return ServiceError(503, reason, detail, headers={"Retry-After": str(retry_after)})
+
+
+def internal_error(message: str, exc: BaseException | None = None) -> JSONResponse:
+    """Log ``exc`` under a fresh error id and answer 500 with that id (and nothing else about it)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("%s (error id %s)", message, error_id, exc_info=exc)
+    return JSONResponse({"detail": f"{message} (error id {error_id})"}, status_code=500)
+
+
+def count_rejection(request: Request, reason: str) -> None:
+    request.app.state.metrics.rejected.labels(reason=reason).inc()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        count_rejection(request, exc.reason)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        count_rejection(request, "invalid_parameters")
+        return await request_validation_exception_handler(request, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return internal_error("internal error", exc)

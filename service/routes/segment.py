@@ -1,0 +1,157 @@
+"""POST /segment: an uploaded fundus photograph in, lesion masks, probabilities and statistics out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from model.config import LESIONS
+from service.decoding import decode_upload
+from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
+from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
+from service.errors import ServiceError, internal_error, unavailable
+from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
+from service.upload import FIELD, read_image_field
+from service.worker import InferenceResult, Job, QueueFull, WorkerPool
+
+router = APIRouter(tags=["segmentation"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FIELD],
+                    "properties": {
+                        FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A colour fundus photograph: JPEG, PNG, TIFF or BMP; grey, RGB or RGBA; 8 or 16 bit.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+ERRORS = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Empty, corrupt or truncated image, or a malformed multipart body.",
+        401: "A bearer token is required and was missing or wrong.",
+        413: "The upload has too many bytes or too many pixels.",
+        415: "Not an image, or an unsupported content type.",
+        422: "Bad parameters, or no 'image' file field.",
+        500: "Inference failed; the message carries an error id found in the server log.",
+        503: "Overloaded, timed out, or the model is not ready: retry after the Retry-After header's seconds.",
+    }.items()
+}
+
+Threshold = Annotated[
+    float | None,
+    Query(ge=0.0, le=1.0, allow_inf_nan=False, description="Probability threshold for the mask (default: the model's)."),
+]
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def _client_gone(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _infer(request: Request, pool: WorkerPool, job: Job, timeout_s: float) -> InferenceResult:
+    """Wait for the job; if the client leaves or the time runs out first, the worker skips it."""
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({job.future, watcher}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if job.future.done():
+        return job.future.result()
+    job.abandoned = True
+    if watcher.done() and not watcher.cancelled():
+        raise ClientGone
+    raise unavailable("timeout", f"no result within the {timeout_s:.0f} s request timeout", pool.retry_after())
+
+
+@router.post(
+    "/segment",
+    response_model=SegmentResponse,
+    summary="Segment microaneurysms (MA) and haemorrhages (HE) in a fundus photograph",
+    dependencies=[Authorized],
+    responses=ERRORS,
+    openapi_extra=UPLOAD_BODY,
+)
+async def segment(
+    request: Request,
+    settings: SettingsDep,
+    pool: PoolDep,
+    metrics: MetricsDep,
+    threshold_ma: Threshold = None,
+    threshold_he: Threshold = None,
+    outputs: Annotated[
+        str,
+        Query(description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only."),
+    ] = DEFAULT_OUTPUTS,
+) -> Response:
+    wanted = parse_outputs(outputs)
+    if pool is None or not pool.ready:
+        raise unavailable("not_ready", "the model is not ready yet", 1 if pool is None else pool.retry_after())
+    data = await read_image_field(request, settings.max_upload_bytes)
+    started = time.perf_counter()
+    try:
+        with pool.admit():
+            image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
+            del data
+            decoded = time.perf_counter()
+            job = pool.submit(image)
+            try:
+                result = await _infer(request, pool, job, settings.request_timeout_s - (decoded - started))
+            except (ServiceError, ClientGone):
+                raise
+            except Exception as exc:
+                metrics.inference_errors.inc()
+                return internal_error("inference failed", exc)
+            inferred = time.perf_counter()
+            ckpt = pool.checkpoint
+            thresholds = dict(ckpt.thresholds)
+            thresholds.update({lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None})
+            lesions, overlay_png = await run_in_threadpool(render, image, result.probabilities, thresholds, wanted)
+    except QueueFull:
+        raise unavailable("queue_full", "the service is busy: too many requests in progress", pool.retry_after()) from None
+    except ClientGone:
+        metrics.rejected.labels(reason="client_disconnected").inc()
+        return Response(status_code=499)
+    finished = time.perf_counter()
+
+    height, width = image.shape[:2]
+    metrics.stage_seconds.labels(stage="decode").observe(decoded - started)
+    metrics.stage_seconds.labels(stage="encode").observe(finished - inferred)
+    metrics.image_pixels.observe(height * width)
+    for lesion, stats in lesions.items():
+        metrics.area_fraction.labels(lesion=lesion).observe(stats.area_fraction)
+        metrics.components.labels(lesion=lesion).observe(stats.components)
+    answer = SegmentResponse(
+        model=ModelInfo(name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256, device=result.device),
+        image=ImageInfo(width=width, height=height),
+        lesions=lesions,
+        overlay_png=overlay_png,
+        timings=Timings(
+            decode_s=decoded - started,
+            queue_wait_s=result.queue_wait_s,
+            infer_s=result.infer_s,
+            encode_s=finished - inferred,
+            total_s=finished - started,
+        ),
+    )
+    return Response(answer.model_dump_json(), media_type="application/json")

@@ -1,0 +1,94 @@
+"""The JSON the API answers with."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A shortened real answer (base64 strings cut) for the OpenAPI docs.
+SEGMENT_EXAMPLE = {
+    "model": {"name": "redseg", "version": "1.0", "sha256": "9f2c...e41a", "device": "cpu"},
+    "image": {"width": 4288, "height": 2848},
+    "lesions": {
+        "MA": {
+            "threshold": 0.5, "area_pixels": 2113, "area_fraction": 0.000173, "components": 41,
+            "mask_png": "iVBORw0KGgoAAAANSUhEUgAAELAAAAsgCAAAAAB...", "probability_png": "iVBORw0KGgoAAAANSUhEUgAAELAAAAsgEAAAAAB...",
+        },
+        "HE": {
+            "threshold": 0.5, "area_pixels": 48210, "area_fraction": 0.00395, "components": 12,
+            "mask_png": "iVBORw0KGgoAAAANSUhEUgAAELAAAAsgCAAAAAB...", "probability_png": "iVBORw0KGgoAAAANSUhEUgAAELAAAAsgEAAAAAB...",
+        },
+    },
+    "overlay_png": None,
+    "timings": {"decode_s": 0.08, "queue_wait_s": 0.0, "infer_s": 2.4, "encode_s": 0.35, "total_s": 2.85},
+}
+
+
+class LesionResult(BaseModel):
+    threshold: float = Field(description="Operating threshold on the probability used for the mask.")
+    area_pixels: int = Field(description="Pixels in the mask.")
+    area_fraction: float = Field(description="area_pixels / (width * height).")
+    components: int = Field(description="Connected regions (8-connectivity) in the mask.")
+    mask_png: str | None = Field(
+        None, description="Base64 8-bit grey PNG at the upload's resolution: 255 lesion, 0 background (outputs=masks)."
+    )
+    probability_png: str | None = Field(
+        None, description="Base64 16-bit grey PNG at the upload's resolution: probability = value / 65535 (outputs=probabilities)."
+    )
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str
+    sha256: str = Field(description="SHA-256 of the checkpoint file.")
+    device: str | None = Field(None, description="The device that ran this request.")
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+
+
+class Timings(BaseModel):
+    decode_s: float
+    queue_wait_s: float
+    infer_s: float
+    encode_s: float
+    total_s: float = Field(description="From the upload received to the answer built.")
+
+
+class SegmentResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=(), json_schema_extra={"examples": [SEGMENT_EXAMPLE]})
+
+    model: ModelInfo
+    image: ImageInfo
+    lesions: dict[str, LesionResult] = Field(description="Per lesion: MA (microaneurysms) and HE (haemorrhages).")
+    overlay_png: str | None = Field(
+        None, description="Base64 RGB PNG of the photo with MA outlined in yellow and HE in cyan (outputs=overlay)."
+    )
+    timings: Timings
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class WorkerStatus(BaseModel):
+    device: str
+    alive: bool
+    warm: bool
+    restarts: int
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    ready: bool
+    model: ModelInfo | None = None
+    workers: list[WorkerStatus] = []

@@ -1,0 +1,75 @@
+"""Every setting of the service, read from REDSEG_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import torch
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.inference import TileSettings
+from service import DEFAULT_MAX_PIXELS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REDSEG_", frozen=True)
+
+    checkpoint: Path = Field(DEFAULT_CHECKPOINT, description="The model checkpoint (.safetensors) to serve.")
+    device: str = Field(
+        "auto",
+        description="auto (every CUDA GPU, else the CPU), cpu, cuda (every GPU) or cuda:N. One worker per device.",
+    )
+    max_upload_bytes: int = Field(50 * 2**20, gt=0, description="Largest accepted image file, in bytes.")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest accepted image, in pixels.")
+    queue_size: int = Field(4, ge=0, description="Requests that may wait for a busy model; more get 503.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Longest a request waits for and runs on the model.")
+    api_token: SecretStr | None = Field(None, description="If set, POST /segment needs 'Authorization: Bearer <token>'.")
+    tile_size: int = Field(512, ge=16, description="Side of the inference tiles at the working scale.")
+    tile_overlap: int = Field(64, ge=0, description="Least overlap between tiles.")
+    tile_batch_size: int = Field(4, ge=1, description="Tiles per forward pass.")
+    fov_mask: bool = Field(True, description="Zero the probabilities outside the fundus's field of view.")
+    amp: bool = Field(True, description="bf16 autocast on CUDA.")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("api_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _valid_tiles(self) -> "Settings":
+        self.tiles  # TileSettings checks overlap < tile size
+        return self
+
+    @property
+    def tiles(self) -> TileSettings:
+        return TileSettings(
+            tile_size=self.tile_size,
+            min_overlap=self.tile_overlap,
+            batch_size=self.tile_batch_size,
+            fov_mask=self.fov_mask,
+            amp=self.amp,
+        )
+
+    def devices(self) -> list[str]:
+        """The devices to run one inference worker on each."""
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        if self.device == "auto":
+            return gpus or ["cpu"]
+        if self.device == "cuda":
+            if not gpus:
+                raise RuntimeError("REDSEG_DEVICE=cuda but no CUDA GPU is available")
+            return gpus
+        if self.device.startswith("cuda") and not gpus:
+            raise RuntimeError(f"REDSEG_DEVICE={self.device} but no CUDA GPU is available")
+        return [self.device]
+

@@ -1,0 +1,219 @@
+"""Inference workers: one thread per device owns its model and runs queued jobs one at a time.
+
+The event loop only enqueues jobs and awaits their futures; model code runs on the
+worker threads. Admission is bounded (``WorkerPool.admit``) so a busy service answers
+503 at once instead of queueing without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.checkpoint import Checkpoint
+from model.inference import TileSettings, predict_probabilities, tile_grid, working_size
+from service.metrics import Metrics
+
+log = logging.getLogger("service.worker")
+
+RESTART_DELAY_S = 1.0
+WARM_UP_SHAPE = (64, 96, 3)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class WorkerDied(RuntimeError):
+    """The worker thread died while running this job."""
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    probabilities: np.ndarray
+    """float32 (2, H, W) in 0..1, channels in ``LESIONS`` order."""
+    queue_wait_s: float
+    infer_s: float
+    device: str
+
+
+@dataclass(eq=False)
+class Job:
+    image: np.ndarray
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    enqueued_at: float = field(default_factory=time.perf_counter)
+    abandoned: bool = False
+    """Set by the request when its client went away or its time ran out: the worker skips it."""
+
+    def settle(self, result: InferenceResult | None = None, error: BaseException | None = None) -> None:
+        def apply() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        try:
+            self.loop.call_soon_threadsafe(apply)
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            pass
+
+
+_STOP = object()
+
+
+class Worker:
+    def __init__(self, checkpoint: Checkpoint, device: str, jobs: queue.Queue, tiles: TileSettings, metrics: Metrics):
+        self.checkpoint = checkpoint
+        self.device = device
+        self.jobs = jobs
+        self.tiles = tiles
+        self.metrics = metrics
+        self.thread: threading.Thread | None = None
+        self.warm = False
+        self.error: str | None = None
+        self.died_at: float | None = None
+        self.restarts = 0
+        self.infer_s_average: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive() and self.error is None
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and self.warm
+
+    def start(self) -> None:
+        self.warm = False
+        self.error = None
+        self.died_at = None
+        self.thread = threading.Thread(target=self._run, name=f"redseg-worker-{self.device}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            predict_probabilities(self.checkpoint.model, np.full(WARM_UP_SHAPE, 128, np.uint8), self.tiles)
+            self.warm = True
+            log.info("worker on %s is ready", self.device)
+            while (job := self.jobs.get()) is not _STOP:
+                self._serve(job)
+        except BaseException as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.died_at = time.monotonic()
+            log.critical("worker on %s died: %s", self.device, self.error, exc_info=exc)
+            raise
+
+    def _serve(self, job: Job) -> None:
+        if job.abandoned:
+            return
+        started = time.perf_counter()
+        try:
+            probabilities = predict_probabilities(self.checkpoint.model, job.image, self.tiles)
+        except Exception as exc:
+            job.settle(error=exc)
+            return
+        except BaseException as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            job.settle(error=WorkerDied(f"the inference worker on {self.device} died"))
+            raise
+        infer_s = time.perf_counter() - started
+        wait_s = started - job.enqueued_at
+        self.infer_s_average = infer_s if self.infer_s_average is None else 0.8 * self.infer_s_average + 0.2 * infer_s
+        self._observe(job.image.shape[:2], wait_s, infer_s)
+        job.settle(InferenceResult(probabilities, wait_s, infer_s, self.device))
+
+    def _observe(self, size: tuple[int, int], wait_s: float, infer_s: float) -> None:
+        working = working_size(*size, self.checkpoint.config.working_long_side)
+        tiles = len(tile_grid(*working, self.tiles))
+        batch = self.tiles.batch_size
+        for first in range(0, tiles, batch):
+            self.metrics.batch_size.observe(min(batch, tiles - first))
+        self.metrics.tiles.inc(tiles)
+        self.metrics.queue_wait.observe(wait_s)
+        self.metrics.stage_seconds.labels(stage="infer").observe(infer_s)
+
+
+class WorkerPool:
+    """The workers (one per device) sharing one job queue, and the admission bound in front of it."""
+
+    def __init__(self, checkpoints: dict[str, Checkpoint], tiles: TileSettings, queue_size: int, metrics: Metrics):
+        self.jobs: queue.Queue = queue.Queue()
+        self.metrics = metrics
+        self.workers = [Worker(ckpt, device, self.jobs, tiles, metrics) for device, ckpt in checkpoints.items()]
+        self.capacity = queue_size + len(self.workers)
+        self.in_flight = 0
+        metrics.queue_depth.set_function(self.jobs.qsize)
+        metrics.in_flight.set_function(lambda: self.in_flight)
+        metrics.ready.set_function(lambda: float(self.ready))
+        first = self.checkpoint
+        for worker in self.workers:
+            metrics.model_info.labels(name=first.name, version=first.version, sha256=first.sha256, device=worker.device).set(1)
+            metrics.watch_gpu(worker.device)
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.workers[0].checkpoint
+
+    @property
+    def ready(self) -> bool:
+        return all(worker.ready for worker in self.workers)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        for _ in self.workers:
+            self.jobs.put(_STOP)
+
+    def retry_after(self) -> int:
+        """Seconds after which a retry has a fair chance: the queue ahead, at the recent inference pace."""
+        averages = [w.infer_s_average for w in self.workers if w.infer_s_average is not None]
+        per_job = sum(averages) / len(averages) if averages else 1.0
+        return max(1, math.ceil(per_job * (self.jobs.qsize() + 1) / len(self.workers)))
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the ``capacity`` slots for the request's decode, queue wait, inference and encode."""
+        if self.in_flight >= self.capacity:
+            raise QueueFull
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def submit(self, image: np.ndarray) -> Job:
+        loop = asyncio.get_running_loop()
+        job = Job(image=image, loop=loop, future=loop.create_future())
+        self.jobs.put(job)
+        return job
+
+    async def supervise(self, interval_s: float = 0.2) -> None:
+        """Restart dead workers (after ``RESTART_DELAY_S``, so /readyz can be seen reporting it)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for worker in self.workers:
+                if worker.alive or worker.thread is None:
+                    continue
+                worker.died_at = worker.died_at or time.monotonic()
+                if time.monotonic() - worker.died_at < RESTART_DELAY_S:
+                    continue
+                if worker.thread.is_alive():
+                    continue  # still unwinding
+                worker.restarts += 1
+                self.metrics.worker_restarts.inc()
+                log.warning("restarting the worker on %s (restart %d)", worker.device, worker.restarts)
+                worker.start()
