@@ -68,15 +68,16 @@ class PRAccumulator:
     def auc_pr_idrid(self) -> float:
         """Area under the PR curve of the 33 IDRiD thresholds (trapezoids over recall).
 
-        Where scores of exactly 1 already reach some recall at threshold 1, the curve is closed
-        at (recall 0, precision 1), the point of a threshold above every score; otherwise a
-        saturated perfect classifier would score 0.
+        The points are joined in the order of decreasing threshold (recall never decreases
+        along it), so points of equal recall join as the curve passes them. Where scores of
+        exactly 1 already reach some recall at threshold 1, the curve starts at (recall 0,
+        precision 1), the point of a threshold above every score; otherwise a saturated
+        perfect classifier would score 0.
         """
-        precision, recall = self.precision_recall(IDRID_THRESHOLDS)
-        if recall[-1] > 0:
-            precision, recall = np.append(precision, 1.0), np.append(recall, 0.0)
-        order = np.argsort(recall, kind="stable")
-        return float(np.trapezoid(precision[order], recall[order]))
+        precision, recall = self.precision_recall(IDRID_THRESHOLDS[::-1])
+        if recall[0] > 0:
+            precision, recall = np.insert(precision, 0, 1.0), np.insert(recall, 0, 0.0)
+        return float(np.trapezoid(precision, recall))
 
     def average_precision(self) -> float:
         """Continuous average precision: sum over score levels of (R_n - R_{n-1}) * P_n."""
