@@ -68,15 +68,20 @@ class PRAccumulator:
     def auc_pr_idrid(self) -> float:
         """Area under the PR curve of the 33 IDRiD thresholds (trapezoids over recall).
 
-        The points are joined in the order of decreasing threshold (recall never decreases
-        along it), so points of equal recall join as the curve passes them. Where scores of
-        exactly 1 already reach some recall at threshold 1, the curve starts at (recall 0,
-        precision 1), the point of a threshold above every score; otherwise a saturated
-        perfect classifier would score 0.
+        Points join in the order of decreasing threshold (recall never decreases along it).
+        A threshold that calls no pixel has no precision and gives no point; the curve starts
+        at recall 0 with the precision of the highest threshold that calls some pixel. (Taking
+        precision 1 there instead would credit near-constant outputs, e.g. an untrained network
+        at 0.49 everywhere, with an AUC of about 0.5.)
         """
-        precision, recall = self.precision_recall(IDRID_THRESHOLDS[::-1])
-        if recall[0] > 0:
-            precision, recall = np.insert(precision, 0, 1.0), np.insert(recall, 0, 0.0)
+        thresholds = IDRID_THRESHOLDS[::-1]
+        tp, fp = self._counts_at(thresholds)
+        called = tp + fp > 0
+        if self.num_positive == 0 or not called.any():
+            return float("nan")
+        precision = tp[called] / (tp[called] + fp[called])
+        recall = tp[called] / self.num_positive
+        precision, recall = np.insert(precision, 0, precision[0]), np.insert(recall, 0, 0.0)
         return float(np.trapezoid(precision, recall))
 
     def average_precision(self) -> float:

@@ -32,16 +32,13 @@ def test_average_precision_with_heavy_ties_matches_sklearn():
 
 
 def direct_idrid_auc(scores, labels):
-    """Independent reference: PR at each of the 33 thresholds from the raw pixels, trapezoids over recall."""
+    """Independent reference: PR at each of the 33 thresholds (high to low) from the raw pixels."""
     points = []
-    for t in IDRID_THRESHOLDS:
+    for t in IDRID_THRESHOLDS[::-1]:
         called = scores >= t
-        tp = np.sum(called & labels)
-        precision = tp / called.sum() if called.any() else 1.0
-        points.append((tp / labels.sum(), precision))
-    points.reverse()
-    if points[0][0] > 0:
-        points.insert(0, (0.0, 1.0))
+        if called.any():
+            points.append((np.sum(called & labels) / labels.sum(), np.sum(called & labels) / called.sum()))
+    points.insert(0, (0.0, points[0][1]))
     area = 0.0
     for (r0, p0), (r1, p1) in zip(points, points[1:]):
         area += (r1 - r0) * (p0 + p1) / 2
@@ -72,6 +69,8 @@ def test_uninformative_and_inverted_classifiers():
     random_acc = accumulate(rng.random(labels.size), labels)
     assert random_acc.auc_pr_idrid() == pytest.approx(0.1, abs=0.02)
     assert random_acc.average_precision() == pytest.approx(0.1, abs=0.01)
+    near_constant = accumulate(0.49 + 0.001 * rng.random(labels.size), labels)
+    assert near_constant.auc_pr_idrid() == pytest.approx(0.1, abs=0.01)
     inverted = accumulate(np.where(labels, 0.1, 0.9), labels)
     assert inverted.average_precision() == pytest.approx(0.1, abs=1e-3)
     assert inverted.auc_pr_idrid() < 0.1
@@ -82,6 +81,7 @@ def test_constant_score_gives_prevalence_precision():
     labels[:50] = True
     acc = accumulate(np.full(1000, 0.5), labels)
     assert acc.average_precision() == pytest.approx(0.05)
+    assert acc.auc_pr_idrid() == pytest.approx(0.05)
     assert acc.at_threshold(0.5)["precision"] == pytest.approx(0.05)
     assert acc.at_threshold(0.75) == {"precision": 1.0, "recall": 0.0, "f1": 0.0}
 
