@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: venv test serve bench clean
+.PHONY: venv test serve bench clean container-test monitoring-test
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,14 @@ test: venv
 
 serve: venv
 	$(BIN)/uvicorn service.main:app --host $(HOST) --port $(PORT)
+
+# Deployment checks (see README, "Deployment"): the image built with podman and run from
+# its filesystem (needs root, podman, debootstrap), and a real Prometheus scraping the service.
+container-test:
+	bash deploy/container-test.sh
+
+monitoring-test: venv
+	REDSEG_REQUIRE_PROMETHEUS=1 $(BIN)/python -m pytest tests/deploy -m monitoring
 
 bench: venv
 	$(BIN)/python bench/inference.py
