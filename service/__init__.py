@@ -11,19 +11,24 @@ DEFAULT_MAX_PIXELS = 50_000_000
 """Default pixel limit of an upload (IDRiD photographs have 12.2 million)."""
 
 
-def _opencv_limits() -> dict[str, str]:
+def _int_env(name: str, default: int) -> int:
     try:
-        max_pixels = int(os.environ.get("REDSEG_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+        return int(os.environ.get(name, default))
     except ValueError:
-        max_pixels = DEFAULT_MAX_PIXELS  # the settings class reports the bad value
-    return {
-        "OPENCV_IO_MAX_IMAGE_PIXELS": str(max(1, max_pixels)),
-        "OPENCV_IO_MAX_IMAGE_WIDTH": str(1 << 16),
-        "OPENCV_IO_MAX_IMAGE_HEIGHT": str(1 << 16),
-        "OPENCV_IO_ENABLE_OPENEXR": "0",
-        "OPENCV_IO_ENABLE_JASPER": "0",
+        return default  # the settings class reports a bad REDSEG_ value
+
+
+def _set_opencv_limits() -> None:
+    """The tighter of any limit already in the environment and ours (REDSEG_MAX_PIXELS)."""
+    limits = {
+        "OPENCV_IO_MAX_IMAGE_PIXELS": max(1, _int_env("REDSEG_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
+        "OPENCV_IO_MAX_IMAGE_WIDTH": 1 << 16,
+        "OPENCV_IO_MAX_IMAGE_HEIGHT": 1 << 16,
     }
+    for name, limit in limits.items():
+        os.environ[name] = str(min(limit, _int_env(name, limit)))
+    os.environ["OPENCV_IO_ENABLE_OPENEXR"] = "0"
+    os.environ["OPENCV_IO_ENABLE_JASPER"] = "0"
 
 
-for _name, _value in _opencv_limits().items():
-    os.environ.setdefault(_name, _value)
+_set_opencv_limits()

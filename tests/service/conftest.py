@@ -1,0 +1,78 @@
+"""Fixtures: a tiny checkpoint, sample images, and the main uvicorn test server."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import service  # noqa: F401  (first: sets OpenCV's limits before cv2 loads)
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.service.helpers import (
+    MAX_PIXELS,
+    MAX_UPLOAD_BYTES,
+    SAMPLE,
+    free_port,
+    png,
+    tiny_checkpoint,
+    uvicorn_subprocess,
+    wait_ready,
+)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def sample_bytes() -> bytes:
+    return SAMPLE.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def small_rgb(sample_bytes: bytes) -> np.ndarray:
+    """The sample photo shrunk to 120x80, RGB uint8."""
+    bgr = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(cv2.resize(bgr, (120, 80), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def small_png(small_rgb: np.ndarray) -> bytes:
+    return png(small_rgb)
+
+
+@pytest.fixture(scope="session")
+def server(checkpoint: Path) -> Iterator[str]:
+    """The main test server: a uvicorn subprocess serving the tiny checkpoint, no token."""
+    port = free_port()
+    env = {
+        "REDSEG_CHECKPOINT": str(checkpoint),
+        "REDSEG_DEVICE": "cpu",
+        "REDSEG_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "REDSEG_MAX_PIXELS": str(MAX_PIXELS),
+        "REDSEG_QUEUE_SIZE": "16",
+        "REDSEG_API_TOKEN": "",
+    }
+    process = uvicorn_subprocess(env, port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base_url, alive=lambda: process.poll() is None)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=60) as http:
+        yield http

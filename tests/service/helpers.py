@@ -1,0 +1,108 @@
+"""Helpers for the service tests: tiny checkpoints, images, and real uvicorn servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import service  # noqa: F401  (first: sets OpenCV's limits before cv2 loads)
+
+import cv2
+import httpx
+import numpy as np
+import torch
+import uvicorn
+
+from model import RedSeg, RedSegConfig, save_checkpoint
+from service.app import create_app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
+MAX_UPLOAD_BYTES = 2_000_000
+MAX_PIXELS = 13_000_000
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = RedSeg(RedSegConfig(width=0.0625, working_long_side=256))
+    return save_checkpoint(path, model, name="redseg-test", version="test", thresholds={"MA": 0.5, "HE": 0.5})
+
+
+def png(array: np.ndarray) -> bytes:
+    """PNG bytes of a grey, RGB or RGBA array (colour given in RGB order)."""
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA)
+    ok, buffer = cv2.imencode(".png", array)
+    assert ok
+    return buffer.tobytes()
+
+
+def make_settings(checkpoint: Path, **overrides) -> Settings:
+    values = dict(
+        checkpoint=checkpoint, device="cpu", max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, queue_size=16
+    )
+    return Settings(**(values | overrides))
+
+
+def wait_ready(base_url: str, timeout_s: float = 60.0, alive: callable = lambda: True) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the server exited before it was ready")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{base_url} not ready after {timeout_s} s")
+
+
+@contextmanager
+def serve_in_thread(settings: Settings, wait: bool = True) -> Iterator[str]:
+    """A real uvicorn server for ``create_app(settings)`` on a loopback port, in a thread of this process."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        if wait:
+            wait_ready(base_url, alive=thread.is_alive)
+        else:
+            while not server.started and thread.is_alive():
+                time.sleep(0.02)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def uvicorn_subprocess(env: dict[str, str], port: int) -> subprocess.Popen:
+    """``uvicorn service.main:app``, as `make serve` runs it, configured by REDSEG_* variables."""
+    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def segment(http: httpx.Client, data: bytes, filename: str = "photo.png", content_type: str = "image/png", **params):
+    return http.post("/segment", files={"image": (filename, data, content_type)}, params=params)

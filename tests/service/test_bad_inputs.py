@@ -1,0 +1,189 @@
+"""A table of bad (and unusual but valid) uploads: each gets its expected status, and the server stays up."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.service.helpers import MAX_UPLOAD_BYTES, png
+
+BOUNDARY = "redsegtestboundary"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge image: a decompression bomb's first bytes."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def encoded(extension: str, array: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(extension, array)
+    assert ok
+    return buffer.tobytes()
+
+
+def multipart_head(field: str = "image", filename: str = "x.png", content_type: str = "image/png") -> bytes:
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+
+
+def raw_http(base_url: str, request: bytes) -> int:
+    """Send raw bytes, return the status code of the answer."""
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = sock.recv(65536)
+    return int(answer.split(b" ", 2)[1])
+
+
+def upload(data: bytes, filename: str = "x.png", content_type: str = "image/png", field: str = "image", **params):
+    def send(http: httpx.Client) -> int:
+        return http.post("/segment", files={field: (filename, data, content_type)}, params=params).status_code
+
+    return send
+
+
+def huge_content_length(http: httpx.Client) -> int:
+    request = (
+        f"POST /segment HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {10**12}\r\n\r\n"
+    ).encode() + multipart_head()
+    return raw_http(str(http.base_url), request)
+
+
+def over_limit_chunked(http: httpx.Client) -> int:
+    def body() -> Iterator[bytes]:
+        yield multipart_head()
+        for _ in range(2 * MAX_UPLOAD_BYTES // 65536 + 2):
+            yield b"\0" * 65536
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return http.post("/segment", content=body(), headers=headers).status_code
+
+
+def over_limit_with_length(http: httpx.Client) -> int:
+    return upload(b"\xff\xd8\xff" + b"\0" * (MAX_UPLOAD_BYTES + 100_000), "big.jpg", "image/jpeg")(http)
+
+
+def image_as_text_field(http: httpx.Client) -> int:
+    files = {"other": ("a.txt", b"x", "text/plain")}
+    return http.post("/segment", data={"image": "not a file"}, files=files).status_code
+
+
+def missing_field(http: httpx.Client) -> int:
+    return http.post("/segment", data={"comment": "forgot the image"}, files={"other": ("a.txt", b"x", "text/plain")}).status_code
+
+
+def raw_jpeg_body(http: httpx.Client) -> int:
+    return http.post("/segment", content=b"\xff\xd8\xff\xe0", headers={"Content-Type": "image/jpeg"}).status_code
+
+
+def no_boundary(http: httpx.Client) -> int:
+    return http.post("/segment", content=b"--x\r\n\r\n", headers={"Content-Type": "multipart/form-data"}).status_code
+
+
+def get_segment(http: httpx.Client) -> int:
+    return http.get("/segment").status_code
+
+
+def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callable[[httpx.Client], int], int]]:
+    small_png = png(small_rgb)
+    small_jpeg = encoded(".jpg", cv2.cvtColor(small_rgb, cv2.COLOR_RGB2BGR))
+    corrupt_png = bytearray(small_png)
+    corrupt_png[len(corrupt_png) // 2] ^= 0xFF
+    grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
+    rgba = np.dstack([small_rgb, np.full(small_rgb.shape[:2], 200, np.uint8)])
+    deep = small_rgb.astype(np.uint16) * 257
+    return {
+        "empty file": (upload(b""), 400),
+        "text file as text/plain": (upload(b"hello, fundus\n" * 20, "notes.txt", "text/plain"), 415),
+        "text file claiming image/png": (upload(b"hello, fundus\n" * 20), 415),
+        "truncated JPEG": (upload(sample[: len(sample) // 2], "x.jpg", "image/jpeg"), 400),
+        "JPEG header only": (upload(small_jpeg[:200], "x.jpg", "image/jpeg"), 400),
+        "corrupt PNG": (upload(bytes(corrupt_png)), 400),
+        "truncated PNG": (upload(small_png[: len(small_png) // 2]), 400),
+        "wrong field name": (upload(small_png, field="file"), 422),
+        "missing field": (missing_field, 422),
+        "image sent as a text field": (image_as_text_field, 422),
+        "not multipart (raw JPEG body)": (raw_jpeg_body, 415),
+        "form-urlencoded, not multipart": (lambda http: http.post("/segment", data={"image": "x"}).status_code, 415),
+        "multipart without boundary": (no_boundary, 400),
+        "huge Content-Length": (huge_content_length, 413),
+        "over the byte limit, with Content-Length": (over_limit_with_length, 413),
+        "over the byte limit, chunked": (over_limit_chunked, 413),
+        "PNG declaring 100000x100000 pixels": (upload(png_declaring(100_000, 100_000)), 413),
+        "PNG declaring 5000x3000 pixels": (upload(png_declaring(5000, 3000)), 413),
+        "real 4000x4000 PNG (over max pixels)": (upload(png(np.zeros((4000, 4000), np.uint8))), 413),
+        "unsupported content type (PDF)": (upload(b"%PDF-1.4\n", "x.pdf", "application/pdf"), 415),
+        "GIF": (upload(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "x.gif", "image/gif"), 415),
+        "WebP (not a contract format)": (upload(encoded(".webp", small_rgb), "x.webp", "image/webp"), 415),
+        "threshold above 1": (upload(small_png, threshold_ma=1.5), 422),
+        "threshold below 0": (upload(small_png, threshold_he=-0.1), 422),
+        "threshold not a number": (upload(small_png, threshold_ma="high"), 422),
+        "threshold NaN": (upload(small_png, threshold_ma="nan"), 422),
+        "unknown outputs value": (upload(small_png, outputs="masks,heatmap"), 422),
+        "GET /segment": (get_segment, 405),
+        "bearer token sent when none is needed": (
+            lambda http: http.post(
+                "/segment", files={"image": ("x.png", small_png, "image/png")}, headers={"Authorization": "Bearer x"}
+            ).status_code,
+            200,
+        ),
+        "no content type on the part": (upload(small_png, content_type=""), 200),
+        "application/octet-stream": (upload(small_png, "x.bin", "application/octet-stream"), 200),
+        "JPEG": (upload(small_jpeg, "x.jpg", "image/jpeg"), 200),
+        "grey PNG": (upload(png(grey)), 200),
+        "RGBA PNG": (upload(png(rgba)), 200),
+        "16-bit PNG": (upload(png(deep)), 200),
+        "16-bit grey TIFF": (upload(encoded(".tiff", (grey.astype(np.uint16) * 257)), "x.tif", "image/tiff"), 200),
+        "BMP": (upload(encoded(".bmp", small_rgb), "x.bmp", "image/bmp"), 200),
+    }
+
+
+CASE_NAMES = list(build_cases(np.zeros((8, 8, 3), np.uint8), b"\xff\xd8\xff").keys())
+
+
+@pytest.fixture(scope="module")
+def cases(small_rgb: np.ndarray, sample_bytes: bytes):
+    return build_cases(small_rgb, sample_bytes)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_bad_input_gets_its_status_and_the_server_stays_up(name: str, cases, server: str):
+    send, expected = cases[name]
+    with httpx.Client(base_url=server, timeout=60) as http:
+        assert send(http) == expected
+    with httpx.Client(base_url=server, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+
+
+def test_errors_are_json_with_a_clear_detail(client: httpx.Client):
+    response = client.post("/segment", files={"image": ("x.png", b"", "image/png")})
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "the uploaded image is empty"}
+    response = client.post("/segment", files={"file": ("x.png", b"x", "image/png")})
+    assert "no form field 'image'" in response.json()["detail"]
+
+
+def test_at_least_fifteen_kinds_of_bad_input():
+    assert len(CASE_NAMES) >= 15
