@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model.network import RedSeg
 
@@ -18,8 +20,9 @@ FOV_RED_THRESHOLD = 20
 
 @dataclass(frozen=True)
 class TileSettings:
-    tile_size: int = 512
-    """Side of the square tiles, in pixels at the working scale."""
+    tile_size: int = 1024
+    """Largest tile side, in pixels at the working scale. Each axis uses as few tiles as fit, each shrunk
+    to the least size that still covers the image, so an IDRiD image (1440x956) runs as two 960x752 tiles."""
     min_overlap: int = 64
     """Least overlap between neighbouring tiles; it is also the width of the blending ramp."""
     batch_size: int = 4
@@ -37,27 +40,68 @@ class TileSettings:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
-def tile_starts(length: int, tile: int, min_overlap: int) -> list[int]:
-    """Start offsets of tiles covering ``[0, length)``, spread evenly, the last flush with the end."""
+class TileLayout(NamedTuple):
+    tile_h: int
+    tile_w: int
+    ys: list[int]
+    xs: list[int]
+
+    @property
+    def corners(self) -> list[tuple[int, int]]:
+        return [(y, x) for y in self.ys for x in self.xs]
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def tile_span(length: int, tile: int, min_overlap: int, align: int = 1) -> tuple[int, list[int]]:
+    """The tile length used on one axis and its start offsets covering ``[0, length)``.
+
+    As few tiles as ``tile`` allows, each the least multiple of ``align`` that covers the axis
+    with ``min_overlap``; starts are multiples of ``align`` spread evenly, the last flush with
+    the end. ``length`` must be a multiple of ``align``.
+    """
+    if length % align:
+        raise ValueError(f"length {length} is not a multiple of align {align}")
+    tile = max(align, tile // align * align)
+    overlap = _round_up(min_overlap, align)
     if length <= tile:
-        return [0]
-    count = math.ceil((length - min_overlap) / (tile - min_overlap))
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+        return length, [0]
+    if overlap >= tile:
+        raise ValueError(f"min_overlap {min_overlap} leaves no stride on tiles of {tile} aligned to {align}")
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, _round_up(math.ceil((length + (count - 1) * overlap) / count), align))
+    last = length - size
+    return size, [i * last // (count - 1) // align * align for i in range(count)]
 
 
-def tile_grid(height: int, width: int, settings: TileSettings) -> list[tuple[int, int]]:
+def tile_starts(length: int, tile: int, min_overlap: int, align: int = 1) -> list[int]:
+    """Start offsets of the tiles covering ``[0, length)`` (see ``tile_span``)."""
+    return tile_span(length, tile, min_overlap, align)[1]
+
+
+def tile_layout(height: int, width: int, settings: TileSettings, align: int = 1) -> TileLayout:
+    tile_h, ys = tile_span(height, settings.tile_size, settings.min_overlap, align)
+    tile_w, xs = tile_span(width, settings.tile_size, settings.min_overlap, align)
+    return TileLayout(tile_h, tile_w, ys, xs)
+
+
+def tile_grid(height: int, width: int, settings: TileSettings, align: int = 1) -> list[tuple[int, int]]:
     """(y, x) of every tile's top-left corner on an image of this size at the working scale."""
-    ys = tile_starts(height, settings.tile_size, settings.min_overlap)
-    xs = tile_starts(width, settings.tile_size, settings.min_overlap)
-    return [(y, x) for y in ys for x in xs]
+    return tile_layout(height, width, settings, align).corners
 
 
 def blend_weight(height: int, width: int, ramp: int) -> torch.Tensor:
-    """A truncated pyramid: 1 inside, falling linearly to near 0 over ``ramp`` pixels at the edges."""
+    """1 inside, falling to near 0 over ``ramp`` pixels at the edges along a cosine-squared (Hann) ramp.
+
+    A tile's outermost pixels, which saw the network's zero padding, get almost no weight, and the
+    ramp has no kink, so neighbouring tiles blend without a visible seam.
+    """
 
     def profile(n: int) -> torch.Tensor:
         distance = torch.minimum(torch.arange(n), torch.arange(n).flip(0)).float()
-        return ((distance + 1) / (ramp + 1)).clamp(max=1.0)
+        return torch.sin(math.pi / 2 * ((distance + 0.5) / max(ramp, 1)).clamp(max=1.0)) ** 2
 
     return profile(height)[:, None] * profile(width)[None, :]
 
@@ -82,25 +126,41 @@ def _autocast(device: torch.device, enabled: bool):
 
 @torch.inference_mode()
 def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -> torch.Tensor:
-    """Sigmoid probabilities (2, H, W) for a normalised image (1, 3, H, W) on the model's device."""
+    """Sigmoid probabilities (2, H, W) for a normalised image (1, 3, H, W) on the model's device.
+
+    The image is padded (edge-replicated) to a multiple of the network's stride and tiles start
+    on multiples of it, so every tile pools on the same grid as a whole-image forward would.
+    """
     _, _, height, width = image.shape
-    tile_h, tile_w = min(settings.tile_size, height), min(settings.tile_size, width)
+    align = model.encoder.stride
+    padded = F.pad(image, (0, _round_up(width, align) - width, 0, _round_up(height, align) - height), mode="replicate")
+    layout = tile_layout(padded.shape[2], padded.shape[3], settings, align)
+    tile_h, tile_w = layout.tile_h, layout.tile_w
     device = image.device
     weight = blend_weight(tile_h, tile_w, settings.min_overlap).to(device)
-    total = torch.zeros((2, height, width), device=device)
-    weight_sum = torch.zeros((1, height, width), device=device)
-    grid = tile_grid(height, width, settings)
+    grid = layout.corners
+    if len(grid) == 1:
+        with _autocast(device, settings.amp):
+            logits = model(_to_device_layout(padded)).fused
+        return torch.sigmoid(logits.float())[0, :, :height, :width]
+    total = torch.zeros((2, *padded.shape[2:]), device=device)
+    weight_sum = torch.zeros((1, *padded.shape[2:]), device=device)
     for first in range(0, len(grid), settings.batch_size):
         corners = grid[first : first + settings.batch_size]
-        batch = torch.cat([image[..., y : y + tile_h, x : x + tile_w] for y, x in corners])
-        if device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = torch.cat([padded[..., y : y + tile_h, x : x + tile_w] for y, x in corners])
         with _autocast(device, settings.amp):
-            probabilities = torch.sigmoid(model(batch).fused.float())
+            logits = model(_to_device_layout(batch)).fused
+        probabilities = torch.sigmoid(logits.float())
         for (y, x), tile in zip(corners, probabilities):
-            total[:, y : y + tile_h, x : x + tile_w] += tile * weight
+            total[:, y : y + tile_h, x : x + tile_w].addcmul_(tile, weight)
             weight_sum[:, y : y + tile_h, x : x + tile_w] += weight
-    return total / weight_sum
+    return total.div_(weight_sum)[:, :height, :width]
+
+
+def _to_device_layout(batch: torch.Tensor) -> torch.Tensor:
+    if batch.device.type == "cuda":
+        return batch.contiguous(memory_format=torch.channels_last)
+    return batch
 
 
 @torch.inference_mode()
@@ -118,15 +178,18 @@ def predict_probabilities(model: RedSeg, image: np.ndarray, settings: TileSettin
     interpolation = cv2.INTER_AREA if small_h < height else cv2.INTER_LINEAR
     small = cv2.resize(image, (small_w, small_h), interpolation=interpolation)
 
-    tensor = torch.from_numpy(small).to(device).permute(2, 0, 1)[None]
+    tensor = torch.from_numpy(small).to(device).permute(2, 0, 1).contiguous()[None]
     probabilities = sliding_window(model, model.normalize(tensor), settings)
     if settings.fov_mask:
         probabilities *= torch.from_numpy(fov_mask(small)).to(device)
 
     if (small_h, small_w) == (height, width):
-        return probabilities.cpu().numpy()
+        return np.ascontiguousarray(probabilities.cpu().numpy())
     if device.type == "cuda":
-        full = torch.nn.functional.interpolate(probabilities[None], size=(height, width), mode="bilinear")
+        full = F.interpolate(probabilities[None], size=(height, width), mode="bilinear", align_corners=False)
         return full[0].clamp_(0, 1).cpu().numpy()
-    full = cv2.resize(probabilities.permute(1, 2, 0).numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(np.clip(full, 0, 1, out=full).transpose(2, 0, 1))
+    small_maps = np.ascontiguousarray(probabilities.numpy())
+    full = np.empty((len(small_maps), height, width), dtype=np.float32)
+    for channel, small_map in enumerate(small_maps):
+        cv2.resize(small_map, (width, height), dst=full[channel], interpolation=cv2.INTER_LINEAR)
+    return np.clip(full, 0, 1, out=full)

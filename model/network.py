@@ -19,8 +19,15 @@ class VGGEncoder(nn.Module):
     of every stage, tapped before that stage's pooling.
     """
 
-    def __init__(self, stage_channels: tuple[int, ...], batch_norm: bool, num_stages: int = 5):
+    def __init__(
+        self,
+        stage_channels: tuple[int, ...],
+        batch_norm: bool,
+        num_stages: int = 5,
+        keep: tuple[int, ...] | None = None,
+    ):
         super().__init__()
+        self.keep = frozenset(range(1, num_stages + 1) if keep is None else keep)
         layers: list[nn.Module] = []
         self.tap_indices: list[int] = []
         in_channels = 3
@@ -37,12 +44,18 @@ class VGGEncoder(nn.Module):
         self.features = nn.Sequential(*layers)
         self.out_channels = tuple(stage_channels[:num_stages])
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps = []
+    @property
+    def stride(self) -> int:
+        """Total downsampling of the deepest stage: sizes and offsets that are multiples of it pool alike."""
+        return 2 ** (len(self.tap_indices) - 1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        """Stage outputs in stage order; ``None`` for stages outside ``keep`` (frees their memory early)."""
+        taps: list[torch.Tensor | None] = []
         for index, layer in enumerate(self.features):
             x = layer(x)
             if index in self.tap_indices:
-                taps.append(x)
+                taps.append(x if len(taps) + 1 in self.keep else None)
         return taps
 
 
@@ -57,7 +70,7 @@ class SideOutputBranch(nn.Module):
         nn.init.constant_(self.fuse.weight, 1.0 / len(stages))
         nn.init.zeros_(self.fuse.bias)
 
-    def forward(self, taps: list[torch.Tensor], size: tuple[int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, taps: list[torch.Tensor | None], size: tuple[int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         sides = [
             F.interpolate(conv(taps[s - 1]), size=size, mode="bilinear", align_corners=False)
             for s, conv in zip(self.stages, self.side_convs)
@@ -78,7 +91,8 @@ class RedSeg(nn.Module):
         self.config = config
         channels = config.stage_channels
         deepest = max(max(config.ma_stages), max(config.he_stages))
-        self.encoder = VGGEncoder(channels, config.batch_norm, num_stages=deepest)
+        tapped = tuple(sorted(set(config.ma_stages) | set(config.he_stages)))
+        self.encoder = VGGEncoder(channels, config.batch_norm, num_stages=deepest, keep=tapped)
         self.branches = nn.ModuleDict(
             {lesion: SideOutputBranch(config.branch_stages[lesion], channels) for lesion in LESIONS}
         )

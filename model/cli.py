@@ -1,0 +1,113 @@
+"""``redseg-segment``: lesion masks, probability maps and overlays for fundus photographs on disk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from model.config import LESIONS
+from model.imageio import ImageDecodeError, read_image
+from model.inference import TileSettings, predict_probabilities
+from model.rendering import binary_mask, encode_png, overlay, probability_to_uint16
+
+PROG = "redseg-segment"
+EXIT_IMAGE_FAILED = 1
+EXIT_SETUP_FAILED = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment microaneurysms (MA) and haemorrhages (HE) in fundus photographs. For each image "
+        "writes <stem>_MA_mask.png / <stem>_HE_mask.png (0/255), <stem>_MA_prob.png / <stem>_HE_prob.png "
+        "(16-bit, p * 65535) and <stem>_overlay.png.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF or BMP files")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=f"model file (default: {DEFAULT_CHECKPOINT})"
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--tile-size", type=int, default=TileSettings.tile_size, help="largest tile side at the working scale")
+    for lesion in LESIONS:
+        parser.add_argument(
+            f"--threshold-{lesion.lower()}",
+            type=probability,
+            metavar="P",
+            help=f"{lesion} mask threshold in [0, 1] (default: the checkpoint's operating threshold)",
+        )
+    parser.add_argument("--no-fov-mask", action="store_true", help="keep predictions outside the field of view")
+    return parser.parse_args(argv)
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but CUDA is not available")
+    return name
+
+
+def load_model(path: Path, device: str) -> Checkpoint:
+    if path == DEFAULT_CHECKPOINT and not path.is_file():
+        raise CheckpointError(f"the bundled model {path} is missing (not trained or not installed yet); name one with --checkpoint PATH")
+    return load_checkpoint(path, device)
+
+
+def segment_one(path: Path, out: Path, checkpoint: Checkpoint, settings: TileSettings, thresholds: dict[str, float]) -> None:
+    image = read_image(path)
+    probabilities = predict_probabilities(checkpoint.model, image, settings)
+    masks = {}
+    for channel, lesion in enumerate(LESIONS):
+        masks[lesion] = binary_mask(probabilities[channel], thresholds[lesion])
+        (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks[lesion]))
+        (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(probability_to_uint16(probabilities[channel])))
+    (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks)))
+
+
+def error(message: str) -> None:
+    tqdm.write(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask)
+        checkpoint = load_model(args.checkpoint, device)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (CheckpointError, RuntimeError, ValueError, OSError) as exc:
+        error(str(exc))
+        return EXIT_SETUP_FAILED
+    thresholds = dict(checkpoint.thresholds)
+    for lesion in LESIONS:
+        override = getattr(args, f"threshold_{lesion.lower()}")
+        if override is not None:
+            thresholds[lesion] = override
+    failed = 0
+    for path in tqdm(args.images, desc=PROG, unit="image", file=sys.stderr):
+        try:
+            segment_one(path, args.out, checkpoint, settings, thresholds)
+        except (ImageDecodeError, OSError) as exc:
+            error(f"{path}: {exc}")
+            failed += 1
+    if failed:
+        error(f"{failed} of {len(args.images)} images failed")
+        return EXIT_IMAGE_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+import cv2
+import numpy as np
+import pytest
+
+from model import TileSettings, load_checkpoint, predict_probabilities, save_checkpoint
+from model.cli import main
+from model.config import LESIONS
+from model.rendering import uint16_to_probability
+
+from .conftest import fundus_like, tiny_model
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_checkpoint(tmp_path / "tiny.safetensors", tiny_model(seed=7), thresholds={"MA": 0.5, "HE": 0.45})
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = []
+    for name, (height, width) in {"a.png": (120, 180), "b.jpg": (90, 61)}.items():
+        path = folder / name
+        cv2.imwrite(str(path), cv2.cvtColor(fundus_like(height, width, seed=len(paths)), cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def read(path):
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, path
+    return image
+
+
+def outputs(stem):
+    return [f"{stem}_{lesion}_{kind}.png" for lesion in LESIONS for kind in ("mask", "prob")] + [f"{stem}_overlay.png"]
+
+
+def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, capsys):
+    out = tmp_path / "out"
+    assert main([*map(str, images), "--out", str(out), "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b"))
+    rgb = cv2.cvtColor(cv2.imread(str(images[0])), cv2.COLOR_BGR2RGB)
+    expected = predict_probabilities(load_checkpoint(checkpoint).model, rgb, TileSettings())
+    for channel, lesion in enumerate(LESIONS):
+        mask, prob = read(out / f"a_{lesion}_mask.png"), read(out / f"a_{lesion}_prob.png")
+        assert mask.shape == prob.shape == rgb.shape[:2]
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        assert prob.dtype == np.uint16
+        np.testing.assert_allclose(uint16_to_probability(prob), expected[channel], atol=1e-4)
+        threshold = {"MA": 0.5, "HE": 0.45}[lesion]
+        np.testing.assert_array_equal(mask == 255, expected[channel] >= threshold)
+    assert read(out / "a_overlay.png").shape == (120, 180, 3)
+    assert read(out / "b_overlay.png").shape == (90, 61, 3)
+
+
+def test_threshold_overrides(tmp_path, checkpoint, images):
+    out = tmp_path / "out"
+    args = [str(images[0]), "--out", str(out), "--checkpoint", str(checkpoint), "--threshold-ma", "0", "--threshold-he", "1"]
+    assert main(args) == 0
+    assert (read(out / "a_MA_mask.png") == 255).all()
+    assert (read(out / "a_HE_mask.png") == 0).all()
+    with pytest.raises(SystemExit):
+        main([*args, "--threshold-ma", "1.5"])
+
+
+def test_bad_image_among_good_ones(tmp_path, checkpoint, images, capsys):
+    broken = tmp_path / "in" / "broken.jpg"
+    broken.write_bytes(images[1].read_bytes()[:30])  # a truncated JPEG
+    missing = tmp_path / "in" / "missing.png"
+    out = tmp_path / "out"
+    paths = [str(images[0]), str(broken), str(missing), str(images[1])]
+    assert main([*paths, "--out", str(out), "--checkpoint", str(checkpoint)]) == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b"))
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert any(str(broken) in line for line in errors)
+    assert any(str(missing) in line for line in errors)
+    assert any("2 of 4 images failed" in line for line in errors)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, images, capsys):
+    code = main([str(images[0]), "--out", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "none.safetensors")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint not found" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_default_checkpoint_says_what_to_do(tmp_path, images, capsys, monkeypatch):
+    import model.cli
+
+    monkeypatch.setattr(model.cli, "DEFAULT_CHECKPOINT", tmp_path / "redseg-default.safetensors")
+    code = model.cli.main([str(images[0]), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint(tmp_path, images, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    assert main([str(images[0]), "--out", str(tmp_path / "out"), "--checkpoint", str(bad)]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
