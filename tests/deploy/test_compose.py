@@ -117,3 +117,53 @@ def test_dockerfile_contract() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", ".git", ".cache", "runs/"):
         assert entry in ignored, entry
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """A YAML loader that accepts compose's !reset and !override merge tags."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node):
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+ComposeLoader.add_constructor("!reset", _tagged)
+ComposeLoader.add_constructor("!override", _tagged)
+
+
+def test_multi_gpu_compose_one_replica_per_gpu() -> None:
+    config = yaml.load((ROOT / "deploy/compose-multi-gpu.yml").read_text(), Loader=ComposeLoader)
+    services = config["services"]
+    replicas = sorted(name for name in services if name.startswith("api-gpu"))
+    assert len(replicas) >= 2
+    gpus = []
+    for name in replicas:
+        service = services[name]
+        assert service["extends"]["service"] == "api"
+        assert (ROOT / "deploy" / service["extends"]["file"]).exists()
+        device = service["deploy"]["resources"]["reservations"]["devices"][0]
+        assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+        gpus += device["device_ids"]
+    assert len(gpus) == len(set(gpus)) == len(replicas), "each replica gets its own GPU"
+    nginx = (ROOT / "deploy/nginx.conf").read_text()
+    assert sorted(re.findall(r"server (api-gpu\d+):8000", nginx)) == replicas
+    prometheus = load("deploy/prometheus-multi-gpu.yml")
+    targets = [t for job in prometheus["scrape_configs"] if job["job_name"] == "redseg"
+               for sc in job["static_configs"] for t in sc["targets"]]
+    assert sorted(t.split(":")[0] for t in targets) == replicas
+    for name in ("prometheus", "grafana"):
+        assert services[name]["depends_on"]
+
+
+def test_kubernetes_manifest() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy/k8s/redseg.yaml").read_text())}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= set(docs)
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    metric = docs["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    assert metric == "redseg_queue_depth"
