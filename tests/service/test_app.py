@@ -1,0 +1,87 @@
+"""Start-up (refusing a missing checkpoint), settings from the environment, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from service.app import StartupError, create_app, load_pool
+from service.metrics import Metrics
+from service.settings import Settings
+from tests.service.helpers import free_port, make_settings, uvicorn_subprocess
+
+
+def test_the_server_refuses_to_start_without_a_checkpoint(tmp_path: Path):
+    missing = tmp_path / "no-such-model.safetensors"
+    process = uvicorn_subprocess({"REDSEG_CHECKPOINT": str(missing), "REDSEG_DEVICE": "cpu"}, free_port())
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the server started without a checkpoint")
+    assert process.returncode != 0
+    assert f"cannot start: checkpoint not found: {missing}" in output
+    assert "REDSEG_CHECKPOINT" in output
+
+
+def test_a_corrupt_checkpoint_is_refused_too(tmp_path: Path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(StartupError, match="cannot start"):
+        load_pool(make_settings(bad), Metrics())
+
+
+def test_lifespan_loads_the_model_not_the_import(checkpoint: Path):
+    app = create_app(make_settings(checkpoint))
+    assert app.state.pool is None
+    with TestClient(app) as http:
+        assert app.state.pool is not None
+        assert http.get("/healthz").json() == {"status": "ok"}
+    assert app.state.pool is None
+
+
+def test_settings_come_from_redseg_environment_variables(monkeypatch: pytest.MonkeyPatch, checkpoint: Path):
+    monkeypatch.setenv("REDSEG_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("REDSEG_MAX_UPLOAD_BYTES", "1234")
+    monkeypatch.setenv("REDSEG_DEVICE", "CPU")
+    monkeypatch.setenv("REDSEG_API_TOKEN", "tok3n")
+    monkeypatch.setenv("REDSEG_TILE_SIZE", "256")
+    settings = Settings()
+    assert settings.checkpoint == checkpoint and settings.max_upload_bytes == 1234
+    assert settings.device == "cpu" and settings.devices() == ["cpu"]
+    assert settings.api_token.get_secret_value() == "tok3n" and "tok3n" not in repr(settings)
+    assert settings.tiles.tile_size == 256
+
+
+def test_defaults_serve_the_bundled_checkpoint(monkeypatch: pytest.MonkeyPatch):
+    for name in ("REDSEG_CHECKPOINT", "REDSEG_API_TOKEN", "REDSEG_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.checkpoint.name == "redseg-default.safetensors"
+    assert settings.api_token is None and settings.device == "auto"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"device": "tpu"}, {"max_upload_bytes": 0}, {"queue_size": -1}, {"tile_size": 64, "tile_overlap": 64}],
+    ids=["unknown device", "zero byte limit", "negative queue", "overlap not below tile"],
+)
+def test_bad_settings_are_refused(overrides: dict, checkpoint: Path):
+    with pytest.raises(ValidationError):
+        make_settings(checkpoint, **overrides)
+
+
+def test_openapi_documents_the_upload_the_answer_and_an_example(checkpoint: Path):
+    spec = create_app(make_settings(checkpoint)).openapi()
+    operation = spec["paths"]["/segment"]["post"]
+    body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["image"] and body["properties"]["image"]["format"] == "binary"
+    assert {"threshold_ma", "threshold_he", "outputs"} <= {p["name"] for p in operation["parameters"]}
+    assert {"200", "400", "401", "413", "415", "422", "500", "503"} <= set(operation["responses"])
+    answer = spec["components"]["schemas"]["SegmentResponse"]
+    assert answer["examples"][0]["image"] == {"width": 4288, "height": 2848}
+    assert "/healthz" in spec["paths"] and "/readyz" in spec["paths"]
