@@ -1,0 +1,176 @@
+"""Service benchmark: what HTTP adds to the in-process pipeline, and throughput under 4 clients.
+
+    .venv/bin/python bench/service.py [--checkpoint PATH] [--image assets/IDRiD_05.jpg]
+                                      [--requests 3] [--concurrent-requests 8] [--clients 4]
+
+In one run on the same image, model and settings:
+(a) the in-process pipeline (decode, tiled inference, masks + PNG encoding: the functions the
+    service calls) against HTTP POST /segment on a uvicorn server started here on loopback,
+    interleaved, means compared (target: HTTP / in-process <= 1.10);
+(b) throughput with ``--clients`` concurrent clients against the single client of (a)
+    (target: >= 0.95 of the single-client rate, no request lost).
+
+Uses the bundled checkpoint when present, else ``--checkpoint``; with neither, a freshly saved
+full-width random-init network (timing only: its masks mean nothing, and the output says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import service  # noqa: E402,F401  (first: OpenCV limits, as in the server)
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, save_checkpoint  # noqa: E402
+from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from service.decoding import decode_upload  # noqa: E402
+from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+
+def pick_checkpoint(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
+    if args.checkpoint:
+        return Path(args.checkpoint), f"checkpoint {args.checkpoint}"
+    if DEFAULT_CHECKPOINT.is_file():
+        return DEFAULT_CHECKPOINT, f"bundled checkpoint {DEFAULT_CHECKPOINT.name}"
+    torch.manual_seed(0)
+    path = save_checkpoint(scratch / "random-init.safetensors", RedSeg(RedSegConfig(width=args.width)),
+                           name="random-init-timing-only", version="untrained")
+    return path, f"RANDOM-INIT network, width {args.width} (no trained checkpoint found; timing only)"
+
+
+def start_server(checkpoint: Path, port: int, queue_size: int) -> subprocess.Popen:
+    env = os.environ | {
+        "REDSEG_CHECKPOINT": str(checkpoint),
+        "REDSEG_DEVICE": "auto",
+        "REDSEG_QUEUE_SIZE": str(queue_size),
+        "REDSEG_API_TOKEN": "",
+    }
+    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "--no-access-log"]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the server exited during start-up")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the server did not become ready")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="checkpoint to serve (default: the bundled one, else random init)")
+    parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
+    parser.add_argument("--requests", type=int, default=3, help="interleaved in-process / HTTP pairs (a)")
+    parser.add_argument("--concurrent-requests", type=int, default=8, help="requests sent by the clients in (b)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--outputs", default=DEFAULT_OUTPUTS)
+    parser.add_argument("--width", type=float, default=1.0, help="width of the random-init network")
+    args = parser.parse_args()
+
+    data = Path(args.image).read_bytes()
+    outputs = parse_outputs(args.outputs)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint_path, label = pick_checkpoint(args, Path(scratch))
+        settings = Settings(checkpoint=checkpoint_path)
+        device = settings.devices()[0]
+        ckpt = load_checkpoint(checkpoint_path, device)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_server(checkpoint_path, port, queue_size=args.clients)
+        try:
+            wait_ready(url, server)
+            print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}")
+
+            def in_process() -> float:
+                started = time.perf_counter()
+                image = decode_upload(data, settings.max_pixels)
+                probabilities = predict_probabilities(ckpt.model, image, settings.tiles)
+                render(image, probabilities, ckpt.thresholds, outputs)
+                return time.perf_counter() - started
+
+            http = httpx.Client(base_url=url, timeout=600)
+
+            def over_http(client: httpx.Client = http) -> tuple[float, int]:
+                started = time.perf_counter()
+                response = client.post("/segment", files={"image": ("image.jpg", data, "image/jpeg")},
+                                       params={"outputs": args.outputs})
+                return time.perf_counter() - started, response.status_code
+
+            over_http()  # first request through the HTTP stack
+            local, remote = [], []
+            for i in range(args.requests):
+                local.append(in_process())
+                seconds, status = over_http()
+                assert status == 200, status
+                remote.append(seconds)
+                print(f"  pair {i + 1}: in-process {local[-1]:.3f} s, HTTP {remote[-1]:.3f} s")
+            single_rate = len(remote) / sum(remote)
+
+            lock = threading.Lock()
+            statuses: list[int] = []
+            clients = [httpx.Client(base_url=url, timeout=600) for _ in range(args.clients)]
+            queue = list(range(args.concurrent_requests))
+
+            def client_loop(client: httpx.Client) -> None:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        queue.pop()
+                    _, status = over_http(client)
+                    with lock:
+                        statuses.append(status)
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(client_loop, clients))
+            elapsed = time.perf_counter() - started
+            ok = statuses.count(200)
+            multi_rate = ok / elapsed
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    ratio = statistics.mean(remote) / statistics.mean(local)
+    print(f"(a) in-process pipeline {statistics.mean(local):.3f} s, HTTP /segment {statistics.mean(remote):.3f} s "
+          f"(means of {args.requests}): ratio {ratio:.3f} (target <= 1.10) {'OK' if ratio <= 1.10 else 'MISSED'}")
+    share = multi_rate / single_rate
+    lost = args.concurrent_requests - ok
+    print(f"(b) 1 client {single_rate:.3f} req/s, {args.clients} clients {multi_rate:.3f} req/s "
+          f"({ok}/{args.concurrent_requests} answered 200, {lost} lost): {share:.3f} of the single-client rate "
+          f"(target >= 0.95) {'OK' if share >= 0.95 and lost == 0 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
