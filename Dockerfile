@@ -89,7 +89,7 @@ RUN set -eu; \
 FROM ${BASE_IMAGE} AS runtime
 
 ARG TORCH=cpu
-ENV DEBIAN_FRONTEND=noninteractive
+ARG DEBIAN_FRONTEND=noninteractive
 
 # Same interpreter as the builder's venv points to (/usr/local/bin or /usr/bin python3),
 # and a non-root user.
