@@ -30,10 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF or BMP files")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=f"model file (default: {DEFAULT_CHECKPOINT})"
+        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH", help=f"default: {DEFAULT_CHECKPOINT}"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--tile-size", type=int, default=TileSettings.tile_size, help="largest tile side at the working scale")
+    parser.add_argument(
+        "--tile-size", type=int, default=TileSettings.tile_size, help="largest tile side at the working scale"
+    )
     for lesion in LESIONS:
         parser.add_argument(
             f"--threshold-{lesion.lower()}",
@@ -62,11 +64,15 @@ def resolve_device(name: str) -> str:
 
 def load_model(path: Path, device: str) -> Checkpoint:
     if path == DEFAULT_CHECKPOINT and not path.is_file():
-        raise CheckpointError(f"the bundled model {path} is missing (not trained or not installed yet); name one with --checkpoint PATH")
+        raise CheckpointError(
+            f"the bundled model {path} is missing (not trained or not installed yet); name one with --checkpoint PATH"
+        )
     return load_checkpoint(path, device)
 
 
-def segment_one(path: Path, out: Path, checkpoint: Checkpoint, settings: TileSettings, thresholds: dict[str, float]) -> None:
+def segment_one(
+    path: Path, out: Path, checkpoint: Checkpoint, settings: TileSettings, thresholds: dict[str, float]
+) -> None:
     image = read_image(path)
     probabilities = predict_probabilities(checkpoint.model, image, settings)
     masks = {}

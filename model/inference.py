@@ -14,6 +14,9 @@ import torch.nn.functional as F
 
 from model.network import RedSeg
 
+NETWORK_STRIDE = 16
+"""Downsampling of the default network (four poolings); ``model.encoder.stride`` gives a model's own."""
+
 FOV_RED_THRESHOLD = 20
 """Red-channel level (0..255) below which a pixel is the black surround of the fundus."""
 
@@ -60,10 +63,9 @@ def tile_span(length: int, tile: int, min_overlap: int, align: int = 1) -> tuple
 
     As few tiles as ``tile`` allows, each the least multiple of ``align`` that covers the axis
     with ``min_overlap``; starts are multiples of ``align`` spread evenly, the last flush with
-    the end. ``length`` must be a multiple of ``align``.
+    the end. A ``length`` that is not a multiple of ``align`` is first padded up to one.
     """
-    if length % align:
-        raise ValueError(f"length {length} is not a multiple of align {align}")
+    length = _round_up(length, align)
     tile = max(align, tile // align * align)
     overlap = _round_up(min_overlap, align)
     if length <= tile:
@@ -81,13 +83,14 @@ def tile_starts(length: int, tile: int, min_overlap: int, align: int = 1) -> lis
     return tile_span(length, tile, min_overlap, align)[1]
 
 
-def tile_layout(height: int, width: int, settings: TileSettings, align: int = 1) -> TileLayout:
+def tile_layout(height: int, width: int, settings: TileSettings, align: int = NETWORK_STRIDE) -> TileLayout:
+    """The tiles ``sliding_window`` runs on an image of this size at the working scale."""
     tile_h, ys = tile_span(height, settings.tile_size, settings.min_overlap, align)
     tile_w, xs = tile_span(width, settings.tile_size, settings.min_overlap, align)
     return TileLayout(tile_h, tile_w, ys, xs)
 
 
-def tile_grid(height: int, width: int, settings: TileSettings, align: int = 1) -> list[tuple[int, int]]:
+def tile_grid(height: int, width: int, settings: TileSettings, align: int = NETWORK_STRIDE) -> list[tuple[int, int]]:
     """(y, x) of every tile's top-left corner on an image of this size at the working scale."""
     return tile_layout(height, width, settings, align).corners
 

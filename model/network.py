@@ -70,7 +70,9 @@ class SideOutputBranch(nn.Module):
         nn.init.constant_(self.fuse.weight, 1.0 / len(stages))
         nn.init.zeros_(self.fuse.bias)
 
-    def forward(self, taps: list[torch.Tensor | None], size: tuple[int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, taps: list[torch.Tensor | None], size: tuple[int, int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         sides = [
             F.interpolate(conv(taps[s - 1]), size=size, mode="bilinear", align_corners=False)
             for s, conv in zip(self.stages, self.side_convs)

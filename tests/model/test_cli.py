@@ -57,7 +57,8 @@ def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, c
 
 def test_threshold_overrides(tmp_path, checkpoint, images):
     out = tmp_path / "out"
-    args = [str(images[0]), "--out", str(out), "--checkpoint", str(checkpoint), "--threshold-ma", "0", "--threshold-he", "1"]
+    args = [str(images[0]), "--out", str(out), "--checkpoint", str(checkpoint)]
+    args += ["--threshold-ma", "0", "--threshold-he", "1"]
     assert main(args) == 0
     assert (read(out / "a_MA_mask.png") == 255).all()
     assert (read(out / "a_HE_mask.png") == 0).all()

@@ -63,7 +63,8 @@ def test_loads_every_encoder_tensor(batch_norm, vgg16_file, vgg16_bn_file):
     assert len(loaded) == len(model.encoder.features.state_dict())
     for key, value in model.encoder.features.state_dict().items():
         assert torch.equal(value, state[f"features.{key}"]), key
-    assert torch.equal(model.encoder.features[28 if not batch_norm else 40].weight, state[f"features.{28 if not batch_norm else 40}.weight"])
+    last_conv = 40 if batch_norm else 28
+    assert torch.equal(model.encoder.features[last_conv].weight, state[f"features.{last_conv}.weight"])
 
 
 def test_branches_untouched(vgg16_file):

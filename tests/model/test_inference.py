@@ -37,8 +37,8 @@ def normalised(model, image: np.ndarray) -> torch.Tensor:
 SHAPE_CASES = [
     (1, 1, TileSettings()),
     (5, 7, TileSettings()),
-    (16, 16, TileSettings(tile_size=16, min_overlap=0)),
-    (33, 65, TileSettings(tile_size=32, min_overlap=8)),
+    (16, 16, TileSettings(tile_size=64, min_overlap=0)),
+    (33, 65, TileSettings(tile_size=64, min_overlap=8)),
     (101, 77, TileSettings(tile_size=48, min_overlap=16, batch_size=3)),
     (300, 200, TileSettings(tile_size=64, min_overlap=32)),  # portrait, resized to the working scale
     (200, 300, TileSettings(tile_size=96, min_overlap=17, batch_size=1)),
@@ -58,7 +58,9 @@ def test_output_shape_equals_input_shape(model, height, width, settings):
     assert np.isfinite(probabilities).all()
 
 
-@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32)]
+)
 def test_rejects_non_rgb_uint8(model, bad):
     with pytest.raises(ValueError, match="RGB uint8"):
         predict_probabilities(model, bad)
@@ -166,19 +168,23 @@ def test_cuda_autocast_close_to_fp32():
 @pytest.mark.parametrize("align", [1, 4, 16])
 @pytest.mark.parametrize("tile, min_overlap", [(16, 0), (32, 8), (64, 16), (128, 64), (512, 64), (1024, 64), (100, 99)])
 def test_tile_span_covers_with_min_overlap(tile, min_overlap, align):
-    for length in range(align, 1200, align * 7 + 3 - (align * 7 + 3) % align or align):
+    for length in range(1, 1500, 7):
+        padded = -(-length // align) * align
         try:
             size, starts = tile_span(length, tile, min_overlap, align)
         except ValueError:
             assert -(-min_overlap // align) * align >= tile // align * align  # overlap leaves no stride
             continue
-        assert starts[0] == 0 and starts[-1] + size == length, (length, size, starts)
-        assert size <= max(tile, align) and size % align == 0 and size <= length
+        assert starts[0] == 0 and starts[-1] + size == padded, (length, size, starts)
+        assert size <= max(tile, align) and size % align == 0
         assert all(s % align == 0 for s in starts)
         assert all(b > a for a, b in zip(starts, starts[1:]))
         assert all(a + size - b >= min_overlap for a, b in zip(starts, starts[1:])), (length, size, starts)
-        if length <= tile:
-            assert starts == [0] and size == length
+        if padded <= tile:
+            assert starts == [0] and size == padded
+        else:  # one tile fewer could not cover the axis with the overlap
+            tile_a, overlap_a = tile // align * align, -(-min_overlap // align) * align
+            assert (len(starts) - 2) * (tile_a - overlap_a) + tile_a < padded
 
 
 def test_tile_span_uses_as_few_and_as_small_tiles_as_possible():
@@ -192,13 +198,25 @@ def test_tile_starts_and_grid():
     assert tile_starts(100, 100, 10) == [0]
     assert tile_starts(100, 60, 20) == [0, 40]
     settings = TileSettings(tile_size=64, min_overlap=16)
-    grid = tile_grid(100, 150, settings)
-    layout = tile_layout(100, 150, settings)
+    grid = tile_grid(100, 150, settings, align=1)
+    layout = tile_layout(100, 150, settings, align=1)
     assert grid == [(y, x) for y in layout.ys for x in layout.xs]
     covered = np.zeros((100, 150), int)
     for y, x in grid:
         covered[y : y + layout.tile_h, x : x + layout.tile_w] += 1
     assert covered.min() >= 1
+
+
+def test_default_grid_is_what_the_pipeline_runs(monkeypatch):
+    """``tile_grid`` with its defaults (used to count tiles) matches the tiles a default-depth network runs."""
+    assert tile_grid(956, 1440, TileSettings()) == [(0, 0), (0, 688)]
+    model = tiny_model(working_long_side=300)
+    settings = TileSettings(tile_size=96, min_overlap=32, fov_mask=False)
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x: seen.append(x.shape[0]) or forward(x))
+    predict_probabilities(model, fundus_like(199, 300), settings)
+    assert sum(seen) == len(tile_grid(199, 300, settings))
 
 
 @pytest.mark.parametrize("kwargs", [{"tile_size": 8}, {"min_overlap": -1}, {"min_overlap": 1024}, {"batch_size": 0}])
