@@ -116,7 +116,10 @@ COPY model/ /app/model/
 COPY service/ /app/service/
 # The bundled model (checkpoints/redseg-default.safetensors), used by default.
 COPY checkpoints/ /app/checkpoints/
-RUN if [ ! -f /app/checkpoints/redseg-default.safetensors ]; then \
+# Readable by the non-root user whatever the modes in the build context (a checkpoint
+# saved through a temporary file is 0600); only files that need it change.
+RUN find /app \( -type d ! -perm -a+rx -exec chmod a+rx {} + \) -o \( -type f ! -perm -a+r -exec chmod a+r {} + \) \
+    && if [ ! -f /app/checkpoints/redseg-default.safetensors ]; then \
         echo "WARNING: checkpoints/redseg-default.safetensors is not in the build context;" \
              "set REDSEG_CHECKPOINT to a checkpoint mounted into the container." >&2; \
     fi \

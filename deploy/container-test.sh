@@ -16,7 +16,7 @@
 #
 # Needs root, podman and debootstrap (apt-get install podman debootstrap); installs nothing.
 # Environment: IMAGE, BASE_IMAGE, WHEELS (dir with the torch CPU wheel, default /opt/wheels),
-# DEBIAN_MIRROR, CT_PORT (loopback port, default: a free one), SAMPLE, READY_TIMEOUT (s), REMOVE_IMAGE=1, KEEP_BASE_IMAGE.
+# CONTEXT (build context, default the checkout), DEBIAN_MIRROR, CT_PORT (loopback port, default: a free one), SAMPLE, READY_TIMEOUT (s), REMOVE_IMAGE=1, KEEP_BASE_IMAGE.
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +26,7 @@ BASE_IMAGE=${BASE_IMAGE:-localhost/debian:bookworm}
 WHEELS=${WHEELS:-/opt/wheels}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SAMPLE=${SAMPLE:-assets/IDRiD_05.jpg}
+CONTEXT=${CONTEXT:-$REPO}
 READY_TIMEOUT=${READY_TIMEOUT:-600}
 BUNDLED=checkpoints/redseg-default.safetensors
 
@@ -110,10 +111,10 @@ fi
 
 # --------------------------------------------------------------------------- build
 step "podman build ($IMAGE, TORCH=cpu)"
-if [[ ! -f "$BUNDLED" ]]; then
+if [[ ! -f "$CONTEXT/$BUNDLED" ]]; then
     log "WARNING: $BUNDLED is not there yet: the image is built without a bundled model and"
     log "         the test serves a small generated checkpoint instead"
-    mkdir -p checkpoints   # COPY checkpoints/ needs the directory
+    mkdir -p "$CONTEXT/checkpoints"   # COPY checkpoints/ needs the directory
 fi
 # Behind a TLS-intercepting proxy pip needs this host's CA bundle.
 CA_ARGS=()
@@ -127,7 +128,7 @@ podman build --isolation chroot --network host --format docker \
     --build-arg TORCH=cpu \
     --build-arg TORCH_CPU_INDEX_URL= \
     --build-arg PIP_FIND_LINKS=/wheels \
-    -t "$IMAGE" -f Dockerfile . > "$WORK/build.log" 2>&1 &
+    -t "$IMAGE" -f "$CONTEXT/Dockerfile" "$CONTEXT" > "$WORK/build.log" 2>&1 &
 BUILD_PID=$!
 tail -n +1 -f "$WORK/build.log" --pid="$BUILD_PID" \
     | sed -u -n -E 's/^((\[[0-9]+\/[0-9]+\] )?STEP [0-9]+\/[0-9]+: (FROM|RUN|COPY).{0,90}).*/  \1/p; s/^(COMMIT .*|torch .*|ERROR.*|Error.*)/  \1/p' || true
@@ -221,6 +222,12 @@ image_command() {
 }
 in_image() { image_command "$@"; "${IMAGE_CMD[@]}"; }
 
+if [[ -f "$CONTEXT/$BUNDLED" ]]; then
+    [[ -f "$ROOT/app/$BUNDLED" ]] || die "the bundled model $BUNDLED is not in the image"
+    cmp -s "$CONTEXT/$BUNDLED" "$ROOT/app/$BUNDLED" || die "the image's /app/$BUNDLED differs from the checkout's"
+fi
+extra=$(find "$ROOT/app/checkpoints" -type f ! -name redseg-default.safetensors ! -name '*.md' ! -name '*.json' | head -3)
+[[ -z "$extra" ]] || die "files besides the bundled model in the image's checkpoints/: $extra"
 if [[ -f "$ROOT/app/$BUNDLED" ]]; then
     log "serving the bundled model /app/$BUNDLED ($(du -h "$ROOT/app/$BUNDLED" | cut -f1))"
 else
