@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,7 @@ def normalised(model, image: np.ndarray) -> torch.Tensor:
 SHAPE_CASES = [
     (1, 1, TileSettings()),
     (5, 7, TileSettings()),
-    (16, 16, TileSettings(tile_size=64, min_overlap=0)),
+    (16, 16, TileSettings(tile_size=128, min_overlap=0)),
     (33, 65, TileSettings(tile_size=64, min_overlap=8)),
     (101, 77, TileSettings(tile_size=48, min_overlap=16, batch_size=3)),
     (300, 200, TileSettings(tile_size=64, min_overlap=32)),  # portrait, resized to the working scale
@@ -121,7 +122,7 @@ def test_seam_check_detects_unblended_tiles(monkeypatch):
 
 def test_deterministic(model):
     image = fundus_like(300, 420, seed=5)
-    settings = TileSettings(tile_size=64, min_overlap=16)
+    settings = TileSettings(tile_size=96, min_overlap=32)
     first = predict_probabilities(model, image, settings)
     second = predict_probabilities(model, image, settings)
     assert np.array_equal(first, second)
@@ -129,8 +130,8 @@ def test_deterministic(model):
 
 def test_batch_size_does_not_change_the_result(model):
     image = fundus_like(200, 256, seed=2)
-    one = predict_probabilities(model, image, TileSettings(tile_size=64, min_overlap=16, batch_size=1))
-    many = predict_probabilities(model, image, TileSettings(tile_size=64, min_overlap=16, batch_size=5))
+    one = predict_probabilities(model, image, TileSettings(tile_size=96, min_overlap=32, batch_size=1))
+    many = predict_probabilities(model, image, TileSettings(tile_size=96, min_overlap=32, batch_size=5))
     np.testing.assert_allclose(one, many, atol=1e-5)
 
 
@@ -223,3 +224,14 @@ def test_default_grid_is_what_the_pipeline_runs(monkeypatch):
 def test_invalid_tile_settings(kwargs):
     with pytest.raises(ValueError):
         TileSettings(**kwargs)
+
+
+def test_maps_are_the_working_scale_result_resized_back(model):
+    image = fundus_like(500, 700)
+    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False)
+    full = predict_probabilities(model, image, settings)
+    small = cv2.resize(image, (256, 183), interpolation=cv2.INTER_AREA)
+    with torch.inference_mode():
+        working = sliding_window(model, normalised(model, small), settings).numpy()
+    expected = cv2.resize(working.transpose(1, 2, 0), (700, 500), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    np.testing.assert_allclose(full, expected, atol=1e-6)
