@@ -19,6 +19,7 @@ DEFAULTS: dict = {
     "seed": 0,
     "device": "auto",
     "amp": True,
+    "threads": None,  # torch.set_num_threads on CPU; None keeps torch's default (one per core)
     "data": {
         "root": None,  # None: ../shared/data/idrid next to the project
         "split": "train",

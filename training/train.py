@@ -14,9 +14,14 @@ hold-out best-F1 thresholds, the metrics and the provenance (config, iteration, 
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads OpenMP: idle threads sleep instead of spinning. On a shared 2-core machine,
+# spinning threads fight the other processes and make an iteration several times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -58,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="run folder (default runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
     parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N (default: the config's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: the config's, else one per core); 1 is often faster on a busy machine")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     parser.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)  # tests: die after this global step
     return parser.parse_args(argv)
@@ -99,6 +106,9 @@ def main(argv=None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(args.device or config["device"], local_rank)
+    threads = args.threads or config["threads"]
+    if threads:
+        torch.set_num_threads(int(threads))
     distributed = world_size > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -177,6 +187,7 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
         print(f"redseg-train: {len(train_items)} training / {len(holdout_items)} hold-out images, device {device}, "
               f"world size {world_size}, out {out}", file=sys.stderr)
 
+    last_plot = time.monotonic()
     for stage_index in range(first_stage, len(stages)):
         stage = stages[stage_index]
         iterations = int(stage["iterations"])
@@ -262,11 +273,13 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
                         _save(ckpt_dir / f"{stage['name']}-last.safetensors", model, config, None,
                               {"config": config, "stage": stage["name"], "global_step": global_step, "git": commit}, {})
                     log(record)
-                    plot_curves(log_path, out / "curves.png")
+                    if step == iterations or time.monotonic() - last_plot > 300:
+                        plot_curves(log_path, out / "curves.png")
+                        last_plot = time.monotonic()
                 if world_size > 1:
                     dist.barrier()
                 tick = time.perf_counter()
-            if step % int(config["checkpoint"]["state_every"]) == 0 or step == iterations:
+            if global_step % int(config["checkpoint"]["state_every"]) == 0 or step == iterations:
                 if main_process:
                     done = step == iterations
                     save_state(state_path, {

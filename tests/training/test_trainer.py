@@ -1,0 +1,139 @@
+"""The trainer end to end on a tiny fake IDRiD folder: outputs, checkpoints, exact resume, DDP, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from model.checkpoint import load_checkpoint
+from training.engine import load_state
+from training.train import main
+
+from .fake_idrid import REAL_IDRID, make_fake_idrid
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine, two threads contend and run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+PROJECT = Path(__file__).resolve().parents[2]
+NAMES = ("IDRiD_01", "IDRiD_02", "IDRiD_03")
+
+
+def _config(tmp_path: Path, **stage_overrides) -> Path:
+    root = tmp_path / "idrid"
+    if not root.exists():
+        make_fake_idrid(root, names=NAMES, size=(96, 144), with_he=("IDRiD_01", "IDRiD_03"))
+    stage = {"batch_size": 2, "crop_size": 32, "val_every": 3, "optimizer": {"name": "adam", "lr": 1e-3}}
+    stage.update(stage_overrides)
+    config = {
+        "name": "tiny",
+        "data": {"root": str(root), "holdout": ["IDRiD_03"], "cache_dir": str(tmp_path / "cache")},
+        "model": {"width": 0.0625, "batch_norm": True, "working_long_side": 144},
+        "validation": {"tile_size": 64, "min_overlap": 16},
+        "checkpoint": {"state_every": 2},
+        "log_every": 1,
+        "stages": [
+            {"name": "warmup", "loss": "balanced_bce", "iterations": 3, **stage},
+            {"name": "topk", "loss": "topk", "iterations": 3, "loss_options": {"key": 5, "k_min": 20, "step": 1},
+             "init_from": "best", **stage},
+            {"name": "fnfp", "loss": "fnfp", "iterations": 2, **stage, "optimizer": {"name": "sgd", "lr": 1e-2}},
+        ],
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _weights(out: Path) -> dict:
+    return load_state(out / "state.pt")["model"]
+
+
+def test_run_writes_log_plot_and_loadable_checkpoints(tmp_path):
+    config = _config(tmp_path)
+    out = tmp_path / "run"
+    assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["event"] == "train"]
+    assert [r["stage"] for r in train] == ["warmup"] * 3 + ["topk"] * 3 + ["fnfp"] * 2
+    assert [r["step"] for r in train] == list(range(1, 9))
+    assert all(r["k"] for r in train if r["stage"] == "topk")
+    val = [r for r in records if r["event"] == "val"]
+    assert {"MA", "HE", "mean_ap"} <= set(val[0]["metrics"])
+    assert (out / "curves.png").stat().st_size > 1000
+    best = load_checkpoint(out / "best.safetensors")
+    assert best.config.width == 0.0625 and set(best.thresholds) == {"MA", "HE"}
+    assert best.provenance["config"]["name"] == "tiny" and "git" in best.provenance
+    assert best.metrics["mean_ap"] == max(r["metrics"]["mean_ap"] for r in val)
+    for stage in ("warmup", "topk", "fnfp"):
+        assert (out / "checkpoints" / f"{stage}-best.safetensors").is_file()
+        assert (out / "checkpoints" / f"{stage}-last.safetensors").is_file()
+    state = load_state(out / "state.pt")
+    assert state["stage_index"] == 3 and state["global_step"] == 8
+    # a finished run is not overwritten by accident
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "--out", str(out), "--no-progress"])
+
+
+def test_resume_after_a_kill_gives_identical_weights(tmp_path):
+    config = _config(tmp_path)
+    straight = tmp_path / "straight"
+    assert main(["--config", str(config), "--out", str(straight), "--no-progress"]) == 0
+    killed = tmp_path / "killed"
+    # killed after global step 5 (mid top-k stage): the state on disk is from step 4, step 5 is lost
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(config), "--out", str(killed), "--no-progress", "--stop-at", "5"])
+    assert stop.value.code == 75
+    assert load_state(killed / "state.pt")["global_step"] == 4
+    assert main(["--config", str(config), "--out", str(killed), "--no-progress", "--resume"]) == 0
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = [json.loads(l)["step"] for l in (killed / "log.jsonl").read_text().splitlines()
+             if json.loads(l)["event"] == "train"]
+    assert steps == list(range(1, 9))  # the lost step's records were dropped and redone
+
+
+def test_ddp_two_cpu_processes_on_gloo(tmp_path):
+    config = _config(tmp_path)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "training.train", "--config", str(config), "--out", str(out), "--no-progress", "--device", "cpu"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_state(out / "state.pt")
+    assert state["global_step"] == 8
+    assert load_checkpoint(out / "best.safetensors").provenance["world_size"] == 2
+
+
+@pytest.mark.skipif(not REAL_IDRID.is_dir(), reason="needs ../shared/data/idrid")
+def test_cli_on_the_smoke_config(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    out = tmp_path / "smoke"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--config", "configs/smoke.yaml", "--out", str(out), "--no-progress"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best hold-out" in result.stderr
+    assert load_checkpoint(out / "best.safetensors").config.width == 0.0625
+
+
+def test_bad_config_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("stages: [{loss: dice}]\n")
+    assert main(["--config", str(path)]) == 2
+    assert "loss must be one of" in capsys.readouterr().err
