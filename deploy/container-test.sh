@@ -16,7 +16,11 @@
 #
 # Needs root, podman and debootstrap (apt-get install podman debootstrap); installs nothing.
 # Environment: IMAGE, BASE_IMAGE, WHEELS (dir with the torch CPU wheel, default /opt/wheels),
-# CONTEXT (build context, default the checkout), DEBIAN_MIRROR, CT_PORT (loopback port, default: a free one), SAMPLE, READY_TIMEOUT (s), REMOVE_IMAGE=1, KEEP_BASE_IMAGE.
+# CONTEXT (build context, default the checkout), DEBIAN_MIRROR, CT_PORT (loopback port,
+# default a free one), SAMPLE, READY_TIMEOUT (s), REMOVE_IMAGE=1.
+# Timing on the 2-core build machines: 6-7 min cold (debootstrap + import 105 s, build
+# 256-390 s, start + /segment + checks about 20 s), about 1 min with the base image and the
+# build cache in place.
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
