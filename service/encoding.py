@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -13,6 +15,10 @@ from service.schemas import LesionResult
 
 OUTPUTS = ("masks", "probabilities", "overlay")
 DEFAULT_OUTPUTS = "masks,probabilities"
+
+# PNG encoding of full-size maps dominates a request on a GPU; OpenCV releases the GIL,
+# so the four maps of a request are encoded side by side.
+_png_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="redseg-png")
 
 
 def parse_outputs(value: str) -> frozenset[str]:
@@ -36,19 +42,28 @@ def render(
     image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], outputs: frozenset[str]
 ) -> tuple[dict[str, LesionResult], str | None]:
     """Per-lesion results for ``probabilities`` (2, H, W), and the overlay PNG if asked for."""
-    results: dict[str, LesionResult] = {}
-    masks: dict[str, np.ndarray] = {}
+    masks = {lesion: binary_mask(probabilities[c], thresholds[lesion]) for c, lesion in enumerate(LESIONS)}
+    pngs: dict = {}
     for channel, lesion in enumerate(LESIONS):
-        mask = binary_mask(probabilities[channel], thresholds[lesion])
-        stats = lesion_stats(mask)
-        masks[lesion] = mask
+        if "masks" in outputs:
+            pngs[lesion, "mask"] = _png_pool.submit(b64png, masks[lesion])
+        if "probabilities" in outputs:
+            pngs[lesion, "probability"] = _png_pool.submit(lambda c=channel: b64png(probability_to_uint16(probabilities[c])))
+    if "overlay" in outputs:
+        pngs["overlay"] = _png_pool.submit(lambda: b64png(overlay(image, masks)))
+    results: dict[str, LesionResult] = {}
+    for lesion in LESIONS:
+        stats = lesion_stats(masks[lesion])
         results[lesion] = LesionResult(
             threshold=thresholds[lesion],
             area_pixels=stats.area_pixels,
             area_fraction=stats.area_fraction,
             components=stats.components,
-            mask_png=b64png(mask) if "masks" in outputs else None,
-            probability_png=b64png(probability_to_uint16(probabilities[channel])) if "probabilities" in outputs else None,
+            mask_png=_result(pngs.get((lesion, "mask"))),
+            probability_png=_result(pngs.get((lesion, "probability"))),
         )
-    overlay_png = b64png(overlay(image, masks)) if "overlay" in outputs else None
-    return results, overlay_png
+    return results, _result(pngs.get("overlay"))
+
+
+def _result(future: Future | None) -> str | None:
+    return None if future is None else future.result()

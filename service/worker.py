@@ -135,8 +135,9 @@ class Worker:
         job.settle(InferenceResult(probabilities, wait_s, infer_s, self.device))
 
     def _observe(self, size: tuple[int, int], wait_s: float, infer_s: float) -> None:
-        working = working_size(*size, self.checkpoint.config.working_long_side)
-        tiles = len(tile_grid(*working, self.tiles))
+        align = self.checkpoint.model.encoder.stride
+        padded = [math.ceil(side / align) * align for side in working_size(*size, self.checkpoint.config.working_long_side)]
+        tiles = len(tile_grid(*padded, self.tiles, align))  # the tiles sliding_window runs
         batch = self.tiles.batch_size
         for first in range(0, tiles, batch):
             self.metrics.batch_size.observe(min(batch, tiles - first))
