@@ -48,14 +48,15 @@ def downsample_mask(mask: np.ndarray, size: tuple[int, int], keep_threshold: flo
     result = coverage >= keep_threshold
     count, labels = cv2.connectedComponents(touched.astype(np.uint8), connectivity=8)
     if count > 1:
-        flat_labels = labels.ravel()
-        flat_cov = coverage.ravel()
+        where = np.flatnonzero(touched)
+        flat_labels = labels.ravel()[where]
+        flat_cov = coverage.ravel()[where]
         peak = np.zeros(count, dtype=np.float32)
         np.maximum.at(peak, flat_labels, flat_cov)
         lost = peak < keep_threshold
         lost[0] = False
         rescue = lost[flat_labels] & (flat_cov >= peak[flat_labels] - 1e-6)
-        result |= rescue.reshape(h, w)
+        result.ravel()[where[rescue]] = True
     return result
 
 

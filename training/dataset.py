@@ -118,7 +118,6 @@ class PatchDataset(Dataset):
                 masks = np.stack([downsample_mask(m, (c, c)) for m in masks])
             else:
                 masks = np.stack([cv2.resize(m.view(np.uint8), (c, c), interpolation=cv2.INTER_NEAREST) for m in masks])
-        image = image.astype(np.float32)
         image = self.photometric(rng, image)
         if a.flips and rng.random() < 0.5:
             image, masks = image[:, ::-1], masks[:, :, ::-1]
@@ -129,22 +128,25 @@ class PatchDataset(Dataset):
             if k:
                 image, masks = np.rot90(image, k, axes=(0, 1)), np.rot90(masks, k, axes=(1, 2))
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        masks_t = torch.from_numpy(np.ascontiguousarray(masks)).float()
+        masks_t = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))
         return image_t, masks_t
 
     def photometric(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        """Gamma, then contrast about the mean, then brightness, through one lookup table: uint8 in, float32 out."""
         a = self.augment
         # Always draw the same number of values so patches stay aligned whatever is switched on.
         brightness, contrast, gamma = (float(v) for v in rng.uniform(-1, 1, size=3))
+        levels = np.arange(256, dtype=np.float64)
         if a.gamma > 0:
-            g = math.exp(gamma * math.log1p(a.gamma))
-            image = 255.0 * np.power(image / 255.0, g, dtype=np.float32)
+            levels = 255.0 * (levels / 255.0) ** math.exp(gamma * math.log1p(a.gamma))
         if a.contrast > 0:
-            mean = float(image.mean())
-            image = (image - mean) * (1 + contrast * a.contrast) + mean
+            histogram = np.bincount(image.ravel(), minlength=256)
+            mean = float(histogram @ levels) / max(int(histogram.sum()), 1)
+            levels = (levels - mean) * (1 + contrast * a.contrast) + mean
         if a.brightness > 0:
-            image = image + brightness * a.brightness * 255.0
-        return np.clip(image, 0, 255, out=image).astype(np.float32, copy=False)
+            levels = levels + brightness * a.brightness * 255.0
+        table = np.clip(levels, 0, 255).astype(np.float32).reshape(1, 256)
+        return cv2.LUT(np.ascontiguousarray(image), table)
 
 
 def _window(array: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
