@@ -138,7 +138,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     UVICORN_PORT=8000 \
     REDSEG_TORCH_BUILD=${TORCH}
 
-USER redseg:redseg
+# Numeric, so that Kubernetes runAsNonRoot can verify it (user redseg, group redseg).
+USER 10001:10001
 EXPOSE 8000
 
 # Liveness over HTTP with the image's own Python (no curl in the image). The start period
