@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             segment_one(path, args.out, checkpoint, settings, thresholds)
         except (ImageDecodeError, OSError) as exc:
-            error(f"{path}: {exc}")
+            message = " ".join(str(exc).split())
+            error(message if str(path) in message else f"{path}: {message}")
             failed += 1
     if failed:
         error(f"{failed} of {len(args.images)} images failed")
