@@ -182,6 +182,9 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
         first_stage, first_step, global_step = resume["stage_index"], resume["step"], resume["global_step"]
         best = json.loads(resume["best"])
         set_rng_state(resume["rng"])
+        if main_process and json.loads(resume["config"]) != config:
+            print(f"redseg-train: warning: {args.config} differs from the config {state_path} was written with; "
+                  "continuing with the new one", file=sys.stderr)
         log({"event": "resume", "stage": stages[min(first_stage, len(stages) - 1)]["name"], "step": global_step})
     if main_process:
         print(f"redseg-train: {len(train_items)} training / {len(holdout_items)} hold-out images, device {device}, "
@@ -273,7 +276,7 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
                         _save(ckpt_dir / f"{stage['name']}-last.safetensors", model, config, None,
                               {"config": config, "stage": stage["name"], "global_step": global_step, "git": commit}, {})
                     log(record)
-                    if step == iterations or time.monotonic() - last_plot > 300:
+                    if time.monotonic() - last_plot > 300:
                         plot_curves(log_path, out / "curves.png")
                         last_plot = time.monotonic()
                 if world_size > 1:
