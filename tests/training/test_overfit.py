@@ -10,7 +10,7 @@ from training.cache import WorkingScaleCache
 from training.dataset import AugmentConfig, PatchDataset
 from training.engine import build_optimizer, train_step
 from training.idrid import list_samples
-from training.losses import BalancedBCE, DeepSupervision
+from training.losses import BalancedBCE, DeepSupervision, FNFPLoss, TopKBalancedBCE, TopKSchedule
 from training.metrics import PRAccumulator
 
 from .fake_idrid import REAL_IDRID
@@ -56,6 +56,21 @@ def test_tiny_network_overfits_two_real_crops(tmp_path):
     before = _ap(model, images, masks)
     losses = [train_step(model, criterion, optimizer, images, masks, step, torch.device("cpu"))[0] for step in range(60)]
     after = _ap(model, images, masks)
+    print(f"balanced BCE: loss {np.mean(losses[:5]):.3f} -> {np.mean(losses[-5:]):.3f}, AP {before} -> {after}")
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     for lesion, b, a in zip(("MA", "HE"), before, after):
         assert a > max(0.5, 3 * b), f"{lesion}: AP {b:.3f} -> {a:.3f}"
+    # then the paper's stage 1 (top-k) and a short low-lr stage 2 (FN+FP) keep what was learnt
+    topk = DeepSupervision(TopKBalancedBCE(TopKSchedule(key=10, k_min=200, step=10, length=20)))
+    optimizer = build_optimizer(model, {"name": "adam", "lr": 1e-3})
+    topk_losses = [train_step(model, topk, optimizer, images, masks, step, torch.device("cpu"))[0] for step in range(20)]
+    assert np.mean(topk_losses[-3:]) < np.mean(topk_losses[:3])
+    after_topk = _ap(model, images, masks)
+    fnfp = DeepSupervision(FNFPLoss())
+    optimizer = build_optimizer(model, {"name": "adam", "lr": 1e-4})
+    for step in range(10):
+        train_step(model, fnfp, optimizer, images, masks, step, torch.device("cpu"))
+    after_fnfp = _ap(model, images, masks)
+    print(f"top-k: loss {np.mean(topk_losses[:3]):.3f} -> {np.mean(topk_losses[-3:]):.3f}, AP {after_topk}; FN+FP: AP {after_fnfp}")
+    for lesion, a, t, f in zip(("MA", "HE"), after, after_topk, after_fnfp):
+        assert t > 0.8 * a and f > 0.8 * t, f"{lesion}: AP {a:.3f} -> top-k {t:.3f} -> FN+FP {f:.3f}"
