@@ -60,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         supervisor.cancel()
-        pool.stop()
+        await asyncio.to_thread(pool.stop)
         app.state.pool = None
 
 

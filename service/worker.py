@@ -175,9 +175,14 @@ class WorkerPool:
         for worker in self.workers:
             worker.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Let each worker finish its job in hand and exit (the interpreter must not end under a running model)."""
         for _ in self.workers:
             self.jobs.put(_STOP)
+        deadline = time.monotonic() + timeout_s
+        for worker in self.workers:
+            if worker.thread is not None:
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
 
     def retry_after(self) -> int:
         """Seconds after which a retry has a fair chance: the queue ahead, at the recent inference pace."""

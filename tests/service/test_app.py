@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import ValidationError
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette now prefers httpx2; httpx still works
+    from fastapi.testclient import TestClient
 
 from service.app import StartupError, create_app, load_pool
 from service.metrics import Metrics
