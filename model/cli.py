@@ -83,12 +83,24 @@ def segment_one(
     (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks)))
 
 
+def repeated_stems(paths: list[Path]) -> list[str]:
+    """Stems shared by several inputs: their outputs would overwrite each other."""
+    seen: dict[str, int] = {}
+    for path in paths:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+    return sorted(stem for stem, count in seen.items() if count > 1)
+
+
 def error(message: str) -> None:
     tqdm.write(f"{PROG}: error: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    clashes = repeated_stems(args.images)
+    if clashes:
+        error(f"several inputs share the file name stem {', '.join(clashes)}: their outputs would overwrite each other")
+        return EXIT_SETUP_FAILED
     try:
         device = resolve_device(args.device)
         settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask)

@@ -102,3 +102,13 @@ def test_corrupt_checkpoint(tmp_path, images, capsys):
     bad.write_bytes(b"\x00" * 64)
     assert main([str(images[0]), "--out", str(tmp_path / "out"), "--checkpoint", str(bad)]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_inputs_sharing_a_stem_are_refused_before_any_work(tmp_path, checkpoint, images, capsys):
+    twin = tmp_path / "other" / "a.jpg"
+    twin.parent.mkdir()
+    twin.write_bytes(images[1].read_bytes())
+    code = main([str(images[0]), str(twin), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+    assert code == 2
+    assert "stem a" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
