@@ -33,3 +33,22 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# The model card's figures and hold-out numbers, from a finished training run (see MODEL_CARD.md).
+RUN ?= runs/cpu-default
+DATA ?= ../shared/data/idrid
+CARD ?= docs/model-card
+MODEL ?= checkpoints/redseg-default.safetensors
+EXAMPLES ?= IDRiD_05,IDRiD_20,IDRiD_40
+
+.PHONY: model-card
+model-card: venv
+	for stage in warmup topk fnfp; do \
+	  $(BIN)/redseg-evaluate --checkpoint $(RUN)/checkpoints/$$stage-best.safetensors --data $(DATA) \
+	    --split train --holdout --out $(CARD)/eval-$$stage --no-progress || exit 1; \
+	done
+	$(BIN)/redseg-evaluate --checkpoint $(MODEL) --data $(DATA) --split train --holdout --compare-fov \
+	  --out $(CARD)/eval-default --no-progress
+	$(BIN)/redseg-baseline --data $(DATA) --split train --holdout --out $(CARD)/baseline --no-progress
+	$(BIN)/redseg-examples --checkpoint $(MODEL) --data $(DATA) --images $(EXAMPLES) --out $(CARD)/examples
+	cp $(RUN)/curves.png $(CARD)/loss-curves.png

@@ -9,15 +9,6 @@ from training.idrid import list_samples
 from .fake_idrid import REAL_IDRID, make_fake_idrid
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _synthetic(n=3, size=(120, 180), seed=0):
     rng = np.random.default_rng(seed)
     items = []

@@ -13,14 +13,6 @@ from training.evaluate import evaluate_samples, main
 from training.idrid import list_samples, load_sample
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(min(previous, 2))
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def checkpoint(tmp_path):
     torch.manual_seed(0)

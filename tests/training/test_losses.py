@@ -8,15 +8,6 @@ from model.network import RedSeg
 from training.losses import BalancedBCE, DeepSupervision, FNFPLoss, TopKBalancedBCE, TopKSchedule, build_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair(seed=0, shape=(2, 1, 16, 16), share=0.05):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(shape, generator=g)

@@ -16,15 +16,6 @@ from training.metrics import PRAccumulator
 from .fake_idrid import REAL_IDRID
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _ap(model, images, masks):
     model.eval()
     with torch.no_grad():

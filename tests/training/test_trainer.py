@@ -17,14 +17,6 @@ from training.train import main
 from .fake_idrid import REAL_IDRID, make_fake_idrid
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 PROJECT = Path(__file__).resolve().parents[2]
 NAMES = ("IDRiD_01", "IDRiD_02", "IDRiD_03")
 
