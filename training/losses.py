@@ -31,6 +31,12 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"expected logits and target of the same shape (B, 1, H, W), got {logits.shape} and {target.shape}")
 
 
+def _reduction(reduction: str) -> str:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
 class BalancedBCE(nn.Module):
     """HED's class-balanced BCE, balanced over the whole batch of one lesion channel.
 
@@ -40,9 +46,7 @@ class BalancedBCE(nn.Module):
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = _reduction(reduction)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, step: int = 0) -> torch.Tensor:
         _check(logits, target)
@@ -102,12 +106,10 @@ class TopKBalancedBCE(nn.Module):
         super().__init__()
         if method not in ("exact", "bins"):
             raise ValueError(f"method must be 'exact' or 'bins', got {method!r}")
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.schedule = schedule
         self.method = method
         self.bins = int(bins)
-        self.reduction = reduction
+        self.reduction = _reduction(reduction)
         self.last_k: list[int] = []
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, step: int = 0) -> torch.Tensor:
@@ -164,9 +166,7 @@ class FNFPLoss(nn.Module):
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = _reduction(reduction)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, step: int = 0) -> torch.Tensor:
         _check(logits, target)
