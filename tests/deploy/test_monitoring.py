@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -149,6 +150,22 @@ def wait_until(check, timeout_s: float, what: str, alive=lambda: True, log: Path
     raise TimeoutError(f"{what}: not done after {timeout_s} s\n{tail}")
 
 
+@contextmanager
+def running(command: list[str], port: int, ready_path: str, timeout_s: float, log: Path, **popen) -> Iterator[str]:
+    """Start ``command`` (output to ``log``), wait until ``ready_path`` answers 200, yield its URL, stop it."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **popen)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{url}{ready_path}", timeout=2).status_code == 200, timeout_s,
+            f"{Path(command[0]).name} {ready_path}", alive=lambda: process.poll() is None, log=log,
+        )
+        yield url
+    finally:
+        stop(process)
+
+
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The service from this checkout on loopback, serving a tiny generated checkpoint."""
@@ -174,21 +191,9 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "REDSEG_QUEUE_SIZE": "8",
         "PYTHONUNBUFFERED": "1",
     }
-    log = tmp / "service.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 180, "service /readyz",
-            alive=lambda: process.poll() is None, log=log,
-        )
+    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    with running(command, port, "/readyz", 180, tmp / "service.log", cwd=ROOT, env=env) as url:
         yield url
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -211,28 +216,16 @@ def prometheus_url(service_url: str, tmp_path_factory: pytest.TempPathFactory) -
         f"    static_configs:\n      - targets: [{json.dumps(target)}]\n"
     )
     port = free_port()
-    log = tmp / "prometheus.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200, 60, "prometheus /-/ready",
-            alive=lambda: process.poll() is None, log=log,
-        )
+    command = [
+        PROMETHEUS,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=1h",
+        "--log.level=warn",
+    ]
+    with running(command, port, "/-/ready", 60, tmp / "prometheus.log", cwd=tmp) as url:
         yield url
-    finally:
-        stop(process)
 
 
 def query(prometheus_url: str, promql: str) -> list[dict]:
