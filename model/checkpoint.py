@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from model.config import LESIONS, RedSegConfig
 from model.network import RedSeg
+from model.precision import to_channels_last
 
 FORMAT = "redseg-checkpoint"
 FORMAT_VERSION = 1
@@ -129,7 +130,7 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} does not hold a valid RedSeg network: {exc}") from exc
-    model.to(device).eval()
+    to_channels_last(model.to(device)).eval()
     return Checkpoint(
         model=model,
         thresholds={lesion: float(meta["thresholds"].get(lesion, 0.5)) for lesion in LESIONS},

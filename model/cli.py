@@ -13,6 +13,7 @@ from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, lo
 from model.config import LESIONS
 from model.imageio import ImageDecodeError, read_image
 from model.inference import TileSettings, predict_probabilities
+from model.precision import PRECISIONS
 from model.rendering import binary_mask, encode_png, overlay, probability_to_uint16
 
 PROG = "redseg-segment"
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help=f"{lesion} mask threshold in [0, 1] (default: the checkpoint's operating threshold)",
         )
     parser.add_argument("--no-fov-mask", action="store_true", help="keep predictions outside the field of view")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     return parser.parse_args(argv)
 
 
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
     try:
         device = resolve_device(args.device)
-        settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask)
+        settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision)
         checkpoint = load_model(args.checkpoint, device)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:

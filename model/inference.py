@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from model.network import RedSeg
+from model.precision import autocast, check_precision, to_channels_last
 
 NETWORK_STRIDE = 16
 """Downsampling of the default network (four poolings); ``model.encoder.stride`` gives a model's own."""
@@ -31,8 +31,9 @@ class TileSettings:
     batch_size: int = 4
     fov_mask: bool = True
     """Set the probability to 0 outside the fundus's circular field of view."""
-    amp: bool = True
-    """On CUDA, run the network under bf16 autocast."""
+    precision: str = "auto"
+    """``auto``: bf16 autocast where the device computes bf16 natively (CUDA, CPUs with AVX512-BF16/AMX),
+    else fp32; ``bf16`` or ``fp32`` force one (see ``model.precision``)."""
 
     def __post_init__(self) -> None:
         if self.tile_size < 16:
@@ -41,6 +42,7 @@ class TileSettings:
             raise ValueError(f"min_overlap must be in [0, tile_size), got {self.min_overlap}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        check_precision(self.precision)
 
 
 class TileLayout(NamedTuple):
@@ -76,11 +78,6 @@ def tile_span(length: int, tile: int, min_overlap: int, align: int = 1) -> tuple
     size = min(tile, _round_up(math.ceil((length + (count - 1) * overlap) / count), align))
     last = length - size
     return size, [i * last // (count - 1) // align * align for i in range(count)]
-
-
-def tile_starts(length: int, tile: int, min_overlap: int, align: int = 1) -> list[int]:
-    """Start offsets of the tiles covering ``[0, length)`` (see ``tile_span``)."""
-    return tile_span(length, tile, min_overlap, align)[1]
 
 
 def tile_layout(height: int, width: int, settings: TileSettings, align: int = NETWORK_STRIDE) -> TileLayout:
@@ -121,12 +118,6 @@ def fov_mask(image: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel).astype(bool)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.inference_mode()
 def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -> torch.Tensor:
     """Sigmoid probabilities (2, H, W) for a normalised image (1, 3, H, W) on the model's device.
@@ -143,16 +134,16 @@ def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -
     weight = blend_weight(tile_h, tile_w, settings.min_overlap).to(device)
     grid = layout.corners
     if len(grid) == 1:
-        with _autocast(device, settings.amp):
-            logits = model(_to_device_layout(padded)).fused
+        with autocast(device, settings.precision):
+            logits = model(to_channels_last(padded)).fused
         return torch.sigmoid(logits.float())[0, :, :height, :width]
     total = torch.zeros((2, *padded.shape[2:]), device=device)
     weight_sum = torch.zeros((1, *padded.shape[2:]), device=device)
     for first in range(0, len(grid), settings.batch_size):
         corners = grid[first : first + settings.batch_size]
         batch = torch.cat([padded[..., y : y + tile_h, x : x + tile_w] for y, x in corners])
-        with _autocast(device, settings.amp):
-            logits = model(_to_device_layout(batch)).fused
+        with autocast(device, settings.precision):
+            logits = model(to_channels_last(batch)).fused
         probabilities = torch.sigmoid(logits.float())
         for (y, x), tile in zip(corners, probabilities):
             total[:, y : y + tile_h, x : x + tile_w].addcmul_(tile, weight)
@@ -160,10 +151,22 @@ def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -
     return total.div_(weight_sum)[:, :height, :width]
 
 
-def _to_device_layout(batch: torch.Tensor) -> torch.Tensor:
-    if batch.device.type == "cuda":
-        return batch.contiguous(memory_format=torch.channels_last)
-    return batch
+def tile_count(height: int, width: int, model: RedSeg, settings: TileSettings) -> int:
+    """How many tiles ``predict_probabilities`` runs on an image of this (original) size."""
+    align = model.encoder.stride
+    small_h, small_w = working_size(height, width, model.config.working_long_side)
+    return len(tile_grid(_round_up(small_h, align), _round_up(small_w, align), settings, align))
+
+
+@torch.inference_mode()
+def predict_working_scale(model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings()) -> torch.Tensor:
+    """Probabilities (2, h, w) on the model's device for an RGB uint8 image already at the working scale."""
+    device = next(model.parameters()).device
+    tensor = torch.from_numpy(image).to(device).permute(2, 0, 1)[None]
+    probabilities = sliding_window(model, model.normalize(tensor), settings)
+    if settings.fov_mask:
+        probabilities *= torch.from_numpy(fov_mask(image)).to(device)
+    return probabilities
 
 
 @torch.inference_mode()
@@ -176,19 +179,18 @@ def predict_probabilities(model: RedSeg, image: np.ndarray, settings: TileSettin
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
-    device = next(model.parameters()).device
     small_h, small_w = working_size(height, width, model.config.working_long_side)
     interpolation = cv2.INTER_AREA if small_h < height else cv2.INTER_LINEAR
     small = cv2.resize(image, (small_w, small_h), interpolation=interpolation)
+    probabilities = predict_working_scale(model, small, settings)
+    return resize_maps(probabilities, height, width)
 
-    tensor = torch.from_numpy(small).to(device).permute(2, 0, 1).contiguous()[None]
-    probabilities = sliding_window(model, model.normalize(tensor), settings)
-    if settings.fov_mask:
-        probabilities *= torch.from_numpy(fov_mask(small)).to(device)
 
-    if (small_h, small_w) == (height, width):
-        return np.ascontiguousarray(probabilities.cpu().numpy())
-    if device.type == "cuda":
+def resize_maps(probabilities: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """Working-scale maps (C, h, w) back to the original resolution, float32 in 0..1 on the CPU."""
+    if tuple(probabilities.shape[1:]) == (height, width):
+        return np.ascontiguousarray(probabilities.float().cpu().numpy())
+    if probabilities.device.type == "cuda":
         full = F.interpolate(probabilities[None], size=(height, width), mode="bilinear", align_corners=False)
         return full[0].clamp_(0, 1).cpu().numpy()
     small_maps = np.ascontiguousarray(probabilities.numpy())

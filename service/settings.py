@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
 import torch
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +31,9 @@ class Settings(BaseSettings):
     tile_overlap: int = Field(TileSettings.min_overlap, ge=0, description="Least overlap between tiles.")
     tile_batch_size: int = Field(TileSettings.batch_size, ge=1, description="Tiles per forward pass.")
     fov_mask: bool = Field(True, description="Zero the probabilities outside the fundus's field of view.")
-    amp: bool = Field(True, description="bf16 autocast on CUDA.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="The network's precision: auto (bf16 autocast where the device computes bf16 natively: "
+        "CUDA, CPUs with AVX512-BF16 or AMX; else fp32), bf16, or fp32 to force full precision.")
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
 
     @field_validator("device")
@@ -57,7 +61,7 @@ class Settings(BaseSettings):
             min_overlap=self.tile_overlap,
             batch_size=self.tile_batch_size,
             fov_mask=self.fov_mask,
-            amp=self.amp,
+            precision=self.precision,
         )
 
     def devices(self) -> list[str]:

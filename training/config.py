@@ -12,13 +12,14 @@ from pathlib import Path
 import yaml
 
 from model.config import RedSegConfig
+from model.precision import check_precision
 from training.idrid import DEFAULT_HOLDOUT
 
 DEFAULTS: dict = {
     "name": "redseg",
     "seed": 0,
     "device": "auto",
-    "amp": True,
+    "precision": "auto",  # the network's forward: auto (bf16 where native, see model.precision), bf16 or fp32
     "threads": None,  # torch.set_num_threads on CPU; None keeps torch's default (one per core)
     "data": {
         "root": None,  # None: ../shared/data/idrid next to the project
@@ -79,7 +80,12 @@ def resolve(raw: dict) -> dict:
     """A complete, checked config from a (partial) mapping."""
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping")
+    raw = _legacy_amp(raw)
     config = _merge(DEFAULTS, raw, "", open_keys=("stages",))
+    try:
+        check_precision(config["precision"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     RedSegConfig.from_dict({k: v for k, v in config["model"].items()})  # checks the model section
     stages = []
     if not config["stages"]:
@@ -106,6 +112,15 @@ def resolve(raw: dict) -> dict:
     if config["data"]["holdout"] == "default":
         config["data"]["holdout"] = list(DEFAULT_HOLDOUT)
     return config
+
+
+def _legacy_amp(raw: dict) -> dict:
+    """Configs written before ``precision`` said ``amp: true|false`` (bf16 on CUDA only)."""
+    if "amp" not in raw:
+        return raw
+    raw = dict(raw)
+    raw.setdefault("precision", "auto" if raw.pop("amp") else "fp32")
+    return raw
 
 
 def load_config(path: str | Path) -> dict:

@@ -6,8 +6,6 @@ import math
 import os
 import random
 import tempfile
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,9 @@ from torch import nn
 
 from model.config import LESIONS, RedSegConfig
 from model.imagenet import load_imagenet_encoder
-from model.inference import TileSettings, fov_mask, sliding_window
+from model.inference import TileSettings, predict_working_scale
 from model.network import RedSeg
+from model.precision import autocast, to_channels_last
 from training.cache import CachedSample
 from training.metrics import PRAccumulator
 
@@ -66,12 +65,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, iterations: int, options: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, iterations, options))
 
 
-def autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def unwrap(model: nn.Module) -> RedSeg:
     return model.module if hasattr(model, "module") else model
 
@@ -84,16 +77,21 @@ def train_step(
     masks: torch.Tensor,
     step: int,
     device: torch.device,
-    amp: bool = False,
+    precision: str = "auto",
+    channels_last: bool = True,
 ) -> tuple[float, dict[str, float]]:
-    """One forward, backward and optimiser step on a batch; returns the loss and its parts."""
+    """One forward, backward and optimiser step on a batch; returns the loss and its parts.
+
+    The forward runs under ``precision``'s autocast (bf16 on the fast path) on fp32 master weights;
+    the losses cast the logits to fp32 before they are computed.
+    """
     model.train()
     images = images.to(device, non_blocking=True)
     masks = masks.to(device, non_blocking=True)
     inputs = unwrap(model).normalize(images)
-    if device.type == "cuda":
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with autocast(device, amp):
+    if channels_last:
+        inputs = to_channels_last(inputs)
+    with autocast(device, precision):
         output = model(inputs)
     loss, parts = criterion(output, masks, step)
     optimizer.zero_grad(set_to_none=True)
@@ -105,32 +103,6 @@ def train_step(
     return value, parts
 
 
-def train_steps(
-    model: nn.Module,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    loader,
-    device: torch.device,
-    start: int,
-    amp: bool = False,
-    on_step=None,
-) -> int:
-    """Run every batch of ``loader`` (one per iteration, from ``start``); ``on_step(step, loss, parts, seconds)``
-    after each. Returns the number of iterations completed."""
-    step = start
-    tick = time.perf_counter()
-    for images, masks in loader:
-        loss, parts = train_step(model, criterion, optimizer, images, masks, step, device, amp)
-        scheduler.step()
-        now = time.perf_counter()
-        step += 1
-        if on_step is not None:
-            on_step(step, loss, parts, now - tick)
-        tick = time.perf_counter()
-    return step
-
-
 @torch.no_grad()
 def validate(
     model: RedSeg,
@@ -140,19 +112,15 @@ def validate(
 ) -> dict:
     """Hold-out metrics at the working scale: per lesion AP, IDRiD AUC_PR and P/R/F1 at the best-F1 threshold.
 
-    Each cached image runs through the tiled inference of ``model.inference`` (the same blending as
-    ``redseg-segment``), with the field-of-view mask applied, and every pixel is pooled.
+    Each cached image runs through ``model.inference.predict_working_scale`` (what ``redseg-segment``
+    runs before resizing back), and every pixel is pooled.
     """
     was_training = model.training
     model.eval()
     accumulators = {lesion: PRAccumulator() for lesion in LESIONS}
     try:
         for sample in samples:
-            tensor = torch.from_numpy(sample.image).to(device).permute(2, 0, 1)[None]
-            probabilities = sliding_window(model, model.normalize(tensor), settings)
-            if settings.fov_mask:
-                probabilities = probabilities * torch.from_numpy(fov_mask(sample.image)).to(device)
-            probabilities = probabilities.float().cpu().numpy()
+            probabilities = predict_working_scale(model, sample.image, settings).float().cpu().numpy()
             for channel, lesion in enumerate(LESIONS):
                 accumulators[lesion].update(probabilities[channel], sample.masks[channel])
     finally:

@@ -224,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--tile-size", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     args = parser.parse_args(argv)
 
     from model.checkpoint import CheckpointError, load_checkpoint
@@ -237,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"redseg-evaluate: error: {exc}", file=sys.stderr)
         return 2
     use_fov = not args.no_fov
-    settings = TileSettings(tile_size=args.tile_size, batch_size=args.batch_size, fov_mask=use_fov and not args.compare_fov)
+    settings = TileSettings(tile_size=args.tile_size, batch_size=args.batch_size, fov_mask=use_fov and not args.compare_fov,
+                            precision=args.precision)
     evaluation = evaluate_samples(
         samples,
         lambda image: predict_probabilities(checkpoint.model, image, settings),

@@ -25,6 +25,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ from torch.utils.data import DataLoader
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import LESIONS
 from model.inference import TileSettings
+from model.precision import to_channels_last, uses_bf16
 from training.cache import WorkingScaleCache
 from training.config import ConfigError, load_config
 from training.dataset import AugmentConfig, IterationBatchSampler, PatchDataset
@@ -119,38 +121,106 @@ def main(argv=None) -> int:
             dist.destroy_process_group()
 
 
-def run(config: dict, args, device: torch.device, rank: int, world_size: int) -> int:
-    main_process = rank == 0
-    out = Path(args.out or Path("runs") / config["name"])
-    state_path = out / "state.pt"
-    log_path = out / "log.jsonl"
-    ckpt_dir = out / "checkpoints"
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(exist_ok=True)
+@dataclass
+class Run:
+    """What every part of a training run reads: the config, where it writes, the data and the device."""
 
-    resume = None
-    if args.resume:
-        if not state_path.is_file():
-            raise SystemExit(f"redseg-train: --resume but no training state at {state_path}")
-        resume = load_state(state_path)
-    elif main_process and state_path.exists():
-        raise SystemExit(f"redseg-train: {out} already holds a run; pass --resume to continue it, or another --out")
+    config: dict
+    out: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    show_progress: bool
+    train_items: list
+    holdout_items: list
+    tiles: TileSettings
+    commit: dict
+    last_plot: float = field(default_factory=time.monotonic)
 
-    if main_process:
-        (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        if resume is not None:
-            _truncate_log(log_path, resume["global_step"])
-        else:
-            log_path.write_text("")
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
 
-    def log(record: dict) -> None:
-        if main_process:
-            with open(log_path, "a") as f:
+    @property
+    def state_path(self) -> Path:
+        return self.out / "state.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "log.jsonl"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def log(self, record: dict) -> None:
+        if self.main_process:
+            with open(self.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+
+@dataclass
+class Position:
+    """Where the run is: the stage, the step within it, the step over all stages, and the best scores."""
+
+    stage_index: int = 0
+    step: int = 0
+    global_step: int = 0
+    best: dict = field(default_factory=lambda: {"overall": None})
+
+
+def run(config: dict, args, device: torch.device, rank: int, world_size: int) -> int:
+    out = Path(args.out or Path("runs") / config["name"])
+    resume = open_run_folder(out, config, args.resume, rank == 0)
     torch.manual_seed(config["seed"])
-    data = config["data"]
+    show = rank == 0 and not args.no_progress
+    train_items, holdout_items = load_data(config["data"], config["model"]["working_long_side"], show)
+    tiles = validation_tiles(config)
+    ctx = Run(config, out, device, rank, world_size, show, train_items, holdout_items, tiles, git_commit())
+    model = to_channels_last(build_model(config["model"], config["init"] if resume is None else None).to(device))
+    position = Position()
+    if resume is not None:
+        position = restore(model, resume, ctx, args.config)
+    if ctx.main_process:
+        print(f"redseg-train: {len(train_items)} training / {len(holdout_items)} hold-out images, device {device} "
+              f"({'bf16' if uses_bf16(device, config['precision']) else 'fp32'}, channels_last), "
+              f"world size {world_size}, out {out}", file=sys.stderr)
+    stages = config["stages"]
+    for stage_index in range(position.stage_index, len(stages)):
+        start = position.step if stage_index == position.stage_index else 0
+        if stage_index > 0 and start == 0 and stages[stage_index].get("init_from", "last") == "best":
+            load_best(model, ctx.checkpoint_dir / f"{stages[stage_index - 1]['name']}-best.safetensors", device)
+        position.stage_index, position.step = stage_index, start
+        train_stage(ctx, model, position, resume if start > 0 else None, args.stop_at)
+        if world_size > 1:
+            dist.barrier()
+    if ctx.main_process:
+        finish(ctx, position)
+    return 0
+
+
+def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -> dict | None:
+    """Create (or reopen, with ``resume``) the run folder; returns the saved training state to resume from."""
+    state_path = out / "state.pt"
+    state = None
+    if resume:
+        if not state_path.is_file():
+            raise SystemExit(f"redseg-train: --resume but no training state at {state_path}")
+        state = load_state(state_path)
+    elif main_process and state_path.exists():
+        raise SystemExit(f"redseg-train: {out} already holds a run; pass --resume to continue it, or another --out")
+    if main_process:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if state is not None:
+            _truncate_log(out / "log.jsonl", state["global_step"])
+        else:
+            (out / "log.jsonl").write_text("")
+    return state
+
+
+def load_data(data: dict, working_long_side: int, show: bool) -> tuple[list, list]:
+    """The cached working-scale training and hold-out images of the config's ``data`` section."""
     root = Path(data["root"]) if data["root"] else DEFAULT_ROOT
     samples = list_samples(root, data["split"])
     if data["images"] is not None:
@@ -160,156 +230,201 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
             raise SystemExit(f"redseg-train: data.images names not in {root}: {sorted(unknown)}")
         samples = [s for s in samples if s.name in wanted]
     train_samples, holdout_samples = split_holdout(samples, data["holdout"])
-    cache = WorkingScaleCache(config["model"]["working_long_side"], data["cache_dir"])
-    show = main_process and not args.no_progress
-    train_items = cache.get_all(train_samples, progress=show)
-    holdout_items = cache.get_all(holdout_samples, progress=show)
+    cache = WorkingScaleCache(working_long_side, data["cache_dir"])
+    return cache.get_all(train_samples, progress=show), cache.get_all(holdout_samples, progress=show)
 
-    model = build_model(config["model"], config["init"] if resume is None else None).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    commit = git_commit()
-    tiles = TileSettings(
-        tile_size=config["validation"]["tile_size"], min_overlap=config["validation"]["min_overlap"],
-        batch_size=config["validation"]["batch_size"], fov_mask=True, amp=config["amp"],
-    )
-    select = config["validation"]["select"]
-    stages = config["stages"]
-    best = {"overall": None}
-    first_stage, first_step, global_step = 0, 0, 0
+
+def validation_tiles(config: dict) -> TileSettings:
+    v = config["validation"]
+    return TileSettings(tile_size=v["tile_size"], min_overlap=v["min_overlap"], batch_size=v["batch_size"],
+                        fov_mask=True, precision=config["precision"])
+
+
+def restore(model, resume: dict, ctx: Run, config_path: str) -> Position:
+    unwrap(model).load_state_dict(resume["model"])
+    set_rng_state(resume["rng"])
+    position = Position(resume["stage_index"], resume["step"], resume["global_step"], json.loads(resume["best"]))
+    if ctx.main_process and json.loads(resume["config"]) != ctx.config:
+        print(f"redseg-train: warning: {config_path} differs from the config {ctx.state_path} was written with; "
+              "continuing with the new one", file=sys.stderr)
+    stages = ctx.config["stages"]
+    ctx.log({"event": "resume", "stage": stages[min(position.stage_index, len(stages) - 1)]["name"],
+             "step": position.global_step})
+    return position
+
+
+def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_at: int | None) -> None:
+    """Train one stage from ``position.step`` to its last iteration, validating and saving as configured."""
+    stage = ctx.config["stages"][position.stage_index]
+    iterations = int(stage["iterations"])
+    net = model
+    if ctx.world_size > 1:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    criterion = build_criterion(ctx.config, stage)
+    optimizer = build_optimizer(model, stage["optimizer"])
+    scheduler = build_scheduler(optimizer, iterations, stage["schedule"])
     if resume is not None:
-        unwrap(model).load_state_dict(resume["model"])
-        first_stage, first_step, global_step = resume["stage_index"], resume["step"], resume["global_step"]
-        best = json.loads(resume["best"])
-        set_rng_state(resume["rng"])
-        if main_process and json.loads(resume["config"]) != config:
-            print(f"redseg-train: warning: {args.config} differs from the config {state_path} was written with; "
-                  "continuing with the new one", file=sys.stderr)
-        log({"event": "resume", "stage": stages[min(first_stage, len(stages) - 1)]["name"], "step": global_step})
-    if main_process:
-        print(f"redseg-train: {len(train_items)} training / {len(holdout_items)} hold-out images, device {device}, "
-              f"world size {world_size}, out {out}", file=sys.stderr)
-
-    last_plot = time.monotonic()
-    for stage_index in range(first_stage, len(stages)):
-        stage = stages[stage_index]
-        iterations = int(stage["iterations"])
-        start = first_step if stage_index == first_stage else 0
-        resuming_stage = resume is not None and stage_index == first_stage and start > 0
-        if stage_index > 0 and start == 0 and stage.get("init_from", "last") == "best":
-            _load_best(model, ckpt_dir / f"{stages[stage_index - 1]['name']}-best.safetensors", device)
-        net = model
-        if world_size > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        criterion = DeepSupervision(
-            build_loss(stage["loss"], stage["loss_options"], iterations),
-            side_weights=config["deep_supervision"]["side_weights"],
-            fused_weight=config["deep_supervision"]["fused_weight"],
-            lesion_weights=config["deep_supervision"]["lesion_weights"],
-        )
-        optimizer = build_optimizer(model, stage["optimizer"])
-        scheduler = build_scheduler(optimizer, iterations, stage["schedule"])
-        if resuming_stage:
-            optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
-        dataset = PatchDataset(
-            train_items, stage["crop_size"], data["lesion_share"], AugmentConfig.from_dict(config["augment"]),
-            seed=config["seed"] * 1000 + stage_index,
-        )
-        sampler = IterationBatchSampler(start, iterations, stage["batch_size"], rank, world_size)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=int(data["workers"]),
-                            pin_memory=device.type == "cuda", persistent_workers=False)
-        progress = None
-        if show:
-            from tqdm import tqdm
-
-            progress = tqdm(total=iterations, initial=start, desc=f"{stage['name']} ({stage['loss']})", unit="it",
-                            dynamic_ncols=True)
-        stage_best = best.get(stage["name"])
-        running, count, tick = 0.0, 0, time.perf_counter()
-        step = start
-        for images, masks in loader:
-            loss, parts = train_step(net, criterion, optimizer, images, masks, step, device, config["amp"])
-            scheduler.step()
-            step += 1
-            global_step += 1
-            running += loss
-            count += 1
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            if step % int(config["log_every"]) == 0 or step == iterations:
-                seconds = (time.perf_counter() - tick) / count
-                log({"event": "train", "stage": stage["name"], "stage_step": step, "step": global_step,
-                     "loss": running / count, "lr": scheduler.get_last_lr()[0], "s_per_it": seconds,
-                     "parts": parts, **({"k": criterion.loss.last_k} if stage["loss"] == "topk" else {})})
-                running, count, tick = 0.0, 0, time.perf_counter()
-            if step % int(stage["val_every"]) == 0 or step == iterations:
-                if main_process:
-                    v_tick = time.perf_counter()
-                    metrics = validate(unwrap(model), holdout_items, device, tiles) if holdout_items else None
-                    record = {"event": "val", "stage": stage["name"], "stage_step": step, "step": global_step,
-                              "seconds": time.perf_counter() - v_tick}
-                    if metrics is not None:
-                        record["metrics"] = metrics
-                        score = metrics[select]
-                        provenance = {"config": config, "stage": stage["name"], "stage_step": step,
-                                      "global_step": global_step, "git": commit, "world_size": world_size,
-                                      "holdout": data["holdout"]}
-                        thresholds = {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
-                        if stage_best is None or score > stage_best["score"]:
-                            stage_best = {"score": score, "step": global_step, "stage_step": step}
-                            best[stage["name"]] = stage_best
-                            _save(ckpt_dir / f"{stage['name']}-best.safetensors", model, config, thresholds, provenance, metrics)
-                        if best["overall"] is None or score > best["overall"]["score"]:
-                            best["overall"] = {"score": score, "step": global_step, "stage": stage["name"], "stage_step": step}
-                            _save(out / "best.safetensors", model, config, thresholds, provenance, metrics)
-                        if step == iterations:
-                            _save(ckpt_dir / f"{stage['name']}-last.safetensors", model, config, thresholds, provenance, metrics)
-                        record["best"] = best
-                        if progress is not None:
-                            progress.write(f"[{stage['name']} {step}/{iterations}] hold-out AP "
-                                           + " ".join(f"{l} {metrics[l]['average_precision']:.4f}" for l in LESIONS)
-                                           + f"  AUC_PR " + " ".join(f"{l} {metrics[l]['auc_pr_idrid']:.4f}" for l in LESIONS)
-                                           + f"  ({select} best {best['overall']['score']:.4f} @ {best['overall']['stage']} {best['overall']['stage_step']})")
-                    elif step == iterations:
-                        _save(ckpt_dir / f"{stage['name']}-last.safetensors", model, config, None,
-                              {"config": config, "stage": stage["name"], "global_step": global_step, "git": commit}, {})
-                    log(record)
-                    if time.monotonic() - last_plot > 300:
-                        plot_curves(log_path, out / "curves.png")
-                        last_plot = time.monotonic()
-                if world_size > 1:
-                    dist.barrier()
-                tick = time.perf_counter()
-            if global_step % int(config["checkpoint"]["state_every"]) == 0 or step == iterations:
-                if main_process:
-                    done = step == iterations
-                    save_state(state_path, {
-                        "model": unwrap(model).state_dict(),
-                        "optimizer": None if done else optimizer.state_dict(),
-                        "scheduler": None if done else scheduler.state_dict(),
-                        "stage_index": stage_index + 1 if done else stage_index,
-                        "step": 0 if done else step,
-                        "global_step": global_step,
-                        "best": json.dumps(best),
-                        "rng": rng_state(),
-                        "config": json.dumps(config),
-                    })
-            if args.stop_at is not None and global_step >= args.stop_at:
-                if progress is not None:
-                    progress.close()
-                raise SystemExit(75)
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+    progress = _progress_bar(ctx, stage, position.step)
+    window = LossWindow()
+    for images, masks in stage_loader(ctx, stage, position):
+        loss, parts = train_step(net, criterion, optimizer, images, masks, position.step, ctx.device,
+                                 ctx.config["precision"])
+        scheduler.step()
+        position.step += 1
+        position.global_step += 1
+        window.add(loss)
         if progress is not None:
-            progress.close()
-        if world_size > 1:
-            dist.barrier()
-    if main_process:
-        log({"event": "done", "step": global_step, "best": best})
-        plot_curves(log_path, out / "curves.png")
-        print(f"redseg-train: done; best hold-out {select} {best['overall']['score'] if best['overall'] else float('nan'):.4f}"
-              f" -> {out / 'best.safetensors'}", file=sys.stderr)
-    return 0
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        last = position.step == iterations
+        if position.step % int(ctx.config["log_every"]) == 0 or last:
+            ctx.log({"event": "train", "stage": stage["name"], "stage_step": position.step, "step": position.global_step,
+                     "loss": window.mean(), "lr": scheduler.get_last_lr()[0], "s_per_it": window.seconds_per_step(),
+                     "parts": parts, **({"k": criterion.loss.last_k} if stage["loss"] == "topk" else {})})
+            window = LossWindow()
+        if position.step % int(stage["val_every"]) == 0 or last:
+            validate_and_save(ctx, model, position, progress)
+            window = LossWindow()
+        if position.global_step % int(ctx.config["checkpoint"]["state_every"]) == 0 or last:
+            save_training_state(ctx, model, optimizer, scheduler, position, done=last)
+        if stop_at is not None and position.global_step >= stop_at:
+            if progress is not None:
+                progress.close()
+            raise SystemExit(75)
+    if progress is not None:
+        progress.close()
+
+
+def build_criterion(config: dict, stage: dict) -> DeepSupervision:
+    supervision = config["deep_supervision"]
+    return DeepSupervision(
+        build_loss(stage["loss"], stage["loss_options"], int(stage["iterations"])),
+        side_weights=supervision["side_weights"],
+        fused_weight=supervision["fused_weight"],
+        lesion_weights=supervision["lesion_weights"],
+    )
+
+
+def stage_loader(ctx: Run, stage: dict, position: Position) -> DataLoader:
+    """The stage's batches from ``position.step`` on: patch ``i`` is a pure function of (seed, i)."""
+    config = ctx.config
+    dataset = PatchDataset(
+        ctx.train_items, stage["crop_size"], config["data"]["lesion_share"], AugmentConfig.from_dict(config["augment"]),
+        seed=config["seed"] * 1000 + position.stage_index,
+    )
+    sampler = IterationBatchSampler(position.step, int(stage["iterations"]), stage["batch_size"], ctx.rank, ctx.world_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(config["data"]["workers"]),
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=False)
+
+
+class LossWindow:
+    """The mean loss and seconds per step since the window opened (between log records)."""
+
+    def __init__(self) -> None:
+        self.total, self.count, self.started = 0.0, 0, time.perf_counter()
+
+    def add(self, loss: float) -> None:
+        self.total += loss
+        self.count += 1
+
+    def mean(self) -> float:
+        return self.total / max(self.count, 1)
+
+    def seconds_per_step(self) -> float:
+        return (time.perf_counter() - self.started) / max(self.count, 1)
+
+
+def _progress_bar(ctx: Run, stage: dict, start: int):
+    if not ctx.show_progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=int(stage["iterations"]), initial=start, desc=f"{stage['name']} ({stage['loss']})", unit="it",
+                dynamic_ncols=True)
+
+
+def validate_and_save(ctx: Run, model, position: Position, progress) -> None:
+    """Hold-out validation; the stage's and the run's best checkpoints, and the stage's last one."""
+    if ctx.main_process:
+        stage = ctx.config["stages"][position.stage_index]
+        last = position.step == int(stage["iterations"])
+        started = time.perf_counter()
+        metrics = validate(unwrap(model), ctx.holdout_items, ctx.device, ctx.tiles) if ctx.holdout_items else None
+        record = {"event": "val", "stage": stage["name"], "stage_step": position.step, "step": position.global_step,
+                  "seconds": time.perf_counter() - started}
+        provenance = {"config": ctx.config, "stage": stage["name"], "stage_step": position.step,
+                      "global_step": position.global_step, "git": ctx.commit, "world_size": ctx.world_size,
+                      "holdout": ctx.config["data"]["holdout"]}
+        if metrics is not None:
+            record["metrics"], record["best"] = metrics, save_if_best(ctx, model, position, metrics, provenance)
+            if progress is not None:
+                progress.write(validation_line(stage["name"], position.step, int(stage["iterations"]), metrics,
+                                               ctx.config["validation"]["select"], position.best["overall"]))
+        if last:
+            thresholds = None if metrics is None else {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
+            _save(ctx.checkpoint_dir / f"{stage['name']}-last.safetensors", model, ctx.config, thresholds,
+                  provenance, metrics or {})
+        ctx.log(record)
+        plot_curves_every(ctx, 300)
+    if ctx.world_size > 1:
+        dist.barrier()
+
+
+def save_if_best(ctx: Run, model, position: Position, metrics: dict, provenance: dict) -> dict:
+    """Save the stage's and the run's best checkpoints when ``metrics`` beat them; returns the best scores."""
+    stage_name = ctx.config["stages"][position.stage_index]["name"]
+    score = metrics[ctx.config["validation"]["select"]]
+    thresholds = {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
+    best = position.best
+    if best.get(stage_name) is None or score > best[stage_name]["score"]:
+        best[stage_name] = {"score": score, "step": position.global_step, "stage_step": position.step}
+        _save(ctx.checkpoint_dir / f"{stage_name}-best.safetensors", model, ctx.config, thresholds, provenance, metrics)
+    if best["overall"] is None or score > best["overall"]["score"]:
+        best["overall"] = {"score": score, "step": position.global_step, "stage": stage_name,
+                           "stage_step": position.step}
+        _save(ctx.out / "best.safetensors", model, ctx.config, thresholds, provenance, metrics)
+    return best
+
+
+def validation_line(stage: str, step: int, iterations: int, metrics: dict, select: str, overall: dict) -> str:
+    ap = " ".join(f"{lesion} {metrics[lesion]['average_precision']:.4f}" for lesion in LESIONS)
+    auc = " ".join(f"{lesion} {metrics[lesion]['auc_pr_idrid']:.4f}" for lesion in LESIONS)
+    return (f"[{stage} {step}/{iterations}] hold-out AP {ap}  AUC_PR {auc}  "
+            f"({select} best {overall['score']:.4f} @ {overall['stage']} {overall['stage_step']})")
+
+
+def plot_curves_every(ctx: Run, seconds: float) -> None:
+    if time.monotonic() - ctx.last_plot > seconds:
+        plot_curves(ctx.log_path, ctx.out / "curves.png")
+        ctx.last_plot = time.monotonic()
+
+
+def save_training_state(ctx: Run, model, optimizer, scheduler, position: Position, done: bool) -> None:
+    """``state.pt`` for ``--resume``: at the end of a stage it points at the next stage's first step."""
+    if not ctx.main_process:
+        return
+    save_state(ctx.state_path, {
+        "model": unwrap(model).state_dict(),
+        "optimizer": None if done else optimizer.state_dict(),
+        "scheduler": None if done else scheduler.state_dict(),
+        "stage_index": position.stage_index + 1 if done else position.stage_index,
+        "step": 0 if done else position.step,
+        "global_step": position.global_step,
+        "best": json.dumps(position.best),
+        "rng": rng_state(),
+        "config": json.dumps(ctx.config),
+    })
+
+
+def finish(ctx: Run, position: Position) -> None:
+    ctx.log({"event": "done", "step": position.global_step, "best": position.best})
+    plot_curves(ctx.log_path, ctx.out / "curves.png")
+    overall = position.best["overall"]
+    print(f"redseg-train: done; best hold-out {ctx.config['validation']['select']} "
+          f"{overall['score'] if overall else float('nan'):.4f} -> {ctx.out / 'best.safetensors'}", file=sys.stderr)
 
 
 def _save(path: Path, model, config: dict, thresholds, provenance: dict, metrics: dict) -> None:
@@ -318,7 +433,7 @@ def _save(path: Path, model, config: dict, thresholds, provenance: dict, metrics
                     provenance=provenance, metrics=metrics, half=bool(ck["half"]))
 
 
-def _load_best(model, path: Path, device: torch.device) -> None:
+def load_best(model, path: Path, device: torch.device) -> None:
     if not path.is_file():
         return  # no hold-out: keep the last weights
     state = load_checkpoint(path, device="cpu").model.state_dict()

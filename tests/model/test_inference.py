@@ -6,7 +6,7 @@ import torch
 import model.inference as inference
 from model import LESIONS, TileSettings, predict_probabilities
 from model.imageio import read_image
-from model.inference import fov_mask, sliding_window, tile_grid, tile_layout, tile_span, tile_starts
+from model.inference import fov_mask, sliding_window, tile_grid, tile_layout, tile_span
 
 from .conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
@@ -71,7 +71,7 @@ def test_rejects_non_rgb_uint8(model, bad):
 def test_tiled_matches_whole_image_forward_in_the_interior(height, width):
     model = sharp_model()
     image = fundus_like(height, width)
-    settings = TileSettings(tile_size=128, min_overlap=64, fov_mask=False)
+    settings = TileSettings(tile_size=128, min_overlap=64, fov_mask=False, precision="fp32")
     x = normalised(model, image)
     with torch.inference_mode():
         whole = torch.sigmoid(model(x).fused)[0]
@@ -109,14 +109,14 @@ SEAM_TOLERANCE = 1.0
 def test_no_seams_at_tile_borders():
     model = sharp_model()
     image = smooth_image(176, 256)
-    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False)
+    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False, precision="fp32")
     assert seam_ratio(model, image, settings) <= SEAM_TOLERANCE
 
 
 def test_seam_check_detects_unblended_tiles(monkeypatch):
     model = sharp_model()
     monkeypatch.setattr(inference, "blend_weight", lambda height, width, ramp: torch.ones(height, width))
-    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False)
+    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False, precision="fp32")
     assert seam_ratio(model, smooth_image(176, 256), settings) > 1.5
 
 
@@ -160,8 +160,8 @@ def test_real_fundus_photograph(model):
 def test_cuda_autocast_close_to_fp32():
     model = tiny_model().cuda()
     image = fundus_like(600, 900)
-    fp32 = predict_probabilities(model, image, TileSettings(amp=False))
-    amp = predict_probabilities(model, image, TileSettings(amp=True))
+    fp32 = predict_probabilities(model, image, TileSettings(precision="fp32"))
+    amp = predict_probabilities(model, image, TileSettings(precision="bf16"))
     np.testing.assert_allclose(amp, fp32, atol=0.02)
 
 
@@ -195,9 +195,9 @@ def test_tile_span_uses_as_few_and_as_small_tiles_as_possible():
     assert len(starts) == 4 and size < 512
 
 
-def test_tile_starts_and_grid():
-    assert tile_starts(100, 100, 10) == [0]
-    assert tile_starts(100, 60, 20) == [0, 40]
+def test_tile_span_and_grid():
+    assert tile_span(100, 100, 10)[1] == [0]
+    assert tile_span(100, 60, 20)[1] == [0, 40]
     settings = TileSettings(tile_size=64, min_overlap=16)
     grid = tile_grid(100, 150, settings, align=1)
     layout = tile_layout(100, 150, settings, align=1)
@@ -228,7 +228,7 @@ def test_invalid_tile_settings(kwargs):
 
 def test_maps_are_the_working_scale_result_resized_back(model):
     image = fundus_like(500, 700)
-    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False)
+    settings = TileSettings(tile_size=128, min_overlap=32, fov_mask=False, precision="fp32")
     full = predict_probabilities(model, image, settings)
     small = cv2.resize(image, (256, 183), interpolation=cv2.INTER_AREA)
     with torch.inference_mode():
