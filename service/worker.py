@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.checkpoint import Checkpoint
-from model.inference import TileSettings, predict_probabilities, tile_grid, working_size
+from model.inference import TileSettings, predict_probabilities, tile_count
 from service.metrics import Metrics
 
 log = logging.getLogger("service.worker")
@@ -135,9 +135,7 @@ class Worker:
         job.settle(InferenceResult(probabilities, wait_s, infer_s, self.device))
 
     def _observe(self, size: tuple[int, int], wait_s: float, infer_s: float) -> None:
-        align = self.checkpoint.model.encoder.stride
-        padded = [math.ceil(side / align) * align for side in working_size(*size, self.checkpoint.config.working_long_side)]
-        tiles = len(tile_grid(*padded, self.tiles, align))  # the tiles sliding_window runs
+        tiles = tile_count(*size, self.checkpoint.model, self.tiles)
         batch = self.tiles.batch_size
         for first in range(0, tiles, batch):
             self.metrics.batch_size.observe(min(batch, tiles - first))
