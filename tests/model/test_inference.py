@@ -6,7 +6,7 @@ import torch
 import model.inference as inference
 from model import LESIONS, TileSettings, predict_probabilities
 from model.imageio import read_image
-from model.inference import fov_mask, sliding_window, tile_grid, tile_layout, tile_span
+from model.inference import fov_mask, sliding_window, tile_count, tile_grid, tile_layout, tile_span
 
 from .conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
@@ -217,7 +217,19 @@ def test_default_grid_is_what_the_pipeline_runs(monkeypatch):
     forward = model.forward
     monkeypatch.setattr(model, "forward", lambda x: seen.append(x.shape[0]) or forward(x))
     predict_probabilities(model, fundus_like(199, 300), settings)
-    assert sum(seen) == len(tile_grid(199, 300, settings))
+    assert sum(seen) == len(tile_grid(199, 300, settings)) == tile_count(199, 300, model, settings)
+
+
+@pytest.mark.parametrize("height, width, tile_size, tiles", [
+    (2848, 4288, 1024, 2),   # IDRiD at 1440x956: two 960x752 tiles
+    (4288, 2848, 1024, 2),   # portrait
+    (2848, 4288, 512, 8),    # 4 x 2
+    (600, 600, 1024, 4),     # enlarged to 1440x1440: 2 x 2
+    (100, 150, 1024, 2),     # enlarged to 960x1440
+])
+def test_tile_count_of_original_sizes(height, width, tile_size, tiles):
+    model = tiny_model(working_long_side=1440)
+    assert tile_count(height, width, model, TileSettings(tile_size=tile_size)) == tiles
 
 
 @pytest.mark.parametrize("kwargs", [{"tile_size": 8}, {"min_overlap": -1}, {"min_overlap": 1024}, {"batch_size": 0}])
