@@ -156,7 +156,7 @@ class Run:
     def log(self, record: dict) -> None:
         if self.main_process:
             with open(self.log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record | {"time": round(time.time(), 1)}) + "\n")
 
 
 @dataclass
