@@ -42,7 +42,9 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     sha256: str = Field(description="SHA-256 of the checkpoint file.")
-    device: str | None = Field(None, description="The device that ran this request.")
+    device: str | None = Field(
+        None, description="/segment: the device that ran this request; /readyz: the devices the model is loaded on (comma-separated)."
+    )
 
 
 class ImageInfo(BaseModel):
