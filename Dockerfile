@@ -116,6 +116,8 @@ COPY model/ /app/model/
 COPY service/ /app/service/
 # The bundled model (checkpoints/redseg-default.safetensors), used by default.
 COPY checkpoints/ /app/checkpoints/
+# The project is not pip-installed here: the app reads its version from this file.
+COPY pyproject.toml /app/pyproject.toml
 # Readable by the non-root user whatever the modes in the build context (a checkpoint
 # saved through a temporary file is 0600); only files that need it change.
 RUN find /app \( -type d ! -perm -a+rx -exec chmod a+rx {} + \) -o \( -type f ! -perm -a+r -exec chmod a+r {} + \) \

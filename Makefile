@@ -2,8 +2,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-HOST ?= 0.0.0.0
+HOST ?= 127.0.0.1
 PORT ?= 8000
+PIP := $(BIN)/python -m pip install --quiet
+
+# torch: the CPU build, unless this machine has an NVIDIA GPU (nvidia-smi), where the project's
+# own install takes PyPI's default build (CUDA on Linux). TORCH_INDEX picks another:
+# `make venv TORCH_INDEX=https://download.pytorch.org/whl/cu126`, or TORCH_INDEX= for PyPI's.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
+TORCH_REQ := $(shell grep -o '"torch[<>=!~][^"]*"' pyproject.toml)
 
 .PHONY: venv test serve bench clean container-test monitoring-test
 
@@ -11,12 +19,19 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+ifeq ($(TORCH_INDEX),$(TORCH_CPU_INDEX))
+# A torch wheel that pip already holds offline (its find-links, as on the build machines) comes first.
+	$(PIP) --no-index --no-deps $(TORCH_REQ) 2>/dev/null || $(PIP) --index-url $(TORCH_INDEX) $(TORCH_REQ)
+else ifneq ($(TORCH_INDEX),)
+	$(PIP) --index-url $(TORCH_INDEX) $(TORCH_REQ)
+endif
+	$(PIP) -e ".[dev]"
 	touch $@
 
 test: venv
 	$(BIN)/python -m pytest
 
+# Listens on this machine only; HOST=0.0.0.0 opens it to the network (set REDSEG_API_TOKEN then).
 serve: venv
 	$(BIN)/uvicorn service.main:app --host $(HOST) --port $(PORT)
 

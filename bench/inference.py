@@ -29,17 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from model.cli_help import plain_help  # noqa: E402
 from model.config import RedSegConfig  # noqa: E402
+from model.devices import resolve_device  # noqa: E402
 from model.imageio import read_image  # noqa: E402
 from model.inference import TileSettings, predict_probabilities, working_size  # noqa: E402
 from model.network import RedSeg  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def nchw_copy(model: RedSeg) -> RedSeg:
@@ -178,7 +174,7 @@ def benchmark(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
     parser.add_argument("--checkpoint", help="default: the bundled model if present, else a random full-width network")
     parser.add_argument("--random", action="store_true", help="use a random network even if the bundled model exists")

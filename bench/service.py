@@ -37,6 +37,7 @@ import torch  # noqa: E402
 
 from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, save_checkpoint  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from model.cli_help import plain_help  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -89,7 +90,7 @@ def free_port() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint to serve (default: the bundled one, else random init)")
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
     parser.add_argument("--requests", type=int, default=3, help="interleaved in-process / HTTP pairs (a)")

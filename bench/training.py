@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
+from model.cli_help import plain_help  # noqa: E402
+from model.devices import resolve_device  # noqa: E402
 from training.cache import WorkingScaleCache  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.dataset import AugmentConfig, IterationBatchSampler, PatchDataset  # noqa: E402
@@ -95,7 +97,7 @@ class TrainerIteration:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--config", default=str(ROOT / "configs" / "cpu-default.yaml"))
     parser.add_argument("--stage", type=int, default=0, help="which stage's loss, batch and crop size")
     parser.add_argument("--repeats", type=int, default=5)
@@ -107,8 +109,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
     stage = config["stages"][args.stage]
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     data = config["data"]
     root = Path(data["root"]) if data["root"] else DEFAULT_ROOT
     train_samples, _ = split_holdout(list_samples(root, data["split"]), data["holdout"])

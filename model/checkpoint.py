@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from model.atomic import atomic_write
 from model.config import LESIONS, RedSegConfig
 from model.network import RedSeg
 from model.precision import to_channels_last
@@ -78,21 +77,16 @@ def save_checkpoint(
         for k, v in model.state_dict().items()
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
 def read_metadata(path: str | Path) -> dict:
     """The checkpoint's metadata block, checked, without loading the weights."""
     path = Path(path)
+    if not path.is_file() and path == DEFAULT_CHECKPOINT:
+        raise CheckpointError(f"the bundled model {path} is missing (not trained or not installed yet): name another checkpoint")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -16,6 +16,10 @@ class ImageDecodeError(ValueError):
     pass
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """The image has more pixels than OpenCV's decoder limit (``OPENCV_IO_MAX_IMAGE_PIXELS``) allows."""
+
+
 def to_rgb8(decoded: np.ndarray) -> np.ndarray:
     """An OpenCV-decoded array (grey or BGR(A), 8 or 16 bit, or float) as RGB uint8 (H, W, 3)."""
     image = decoded
@@ -36,17 +40,25 @@ def to_rgb8(decoded: np.ndarray) -> np.ndarray:
     raise ImageDecodeError(f"unsupported image shape {image.shape}")
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, TIFF, BMP, ...) held in memory to RGB uint8."""
+def decode_raw(data: bytes) -> np.ndarray:
+    """Decode an encoded image held in memory as OpenCV reads it (grey or BGR(A), 8 or 16 bit)."""
     if not data:
         raise ImageDecodeError("empty image data")
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS)
     except cv2.error as exc:
-        raise ImageDecodeError(f"the image could not be decoded: {exc.err or exc}") from exc
+        message = str(exc.err or exc)
+        if "CV_IO_MAX_IMAGE" in message:
+            raise ImageTooLargeError(f"the image has too many pixels: {message}") from exc
+        raise ImageDecodeError(f"the image could not be decoded: {message}") from exc
     if decoded is None or decoded.size == 0:
         raise ImageDecodeError("the data is not a decodable image (corrupt, truncated or unsupported format)")
-    return to_rgb8(decoded)
+    return decoded
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, TIFF, BMP, ...) held in memory to RGB uint8."""
+    return to_rgb8(decode_raw(data))
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -12,6 +12,11 @@ from model.config import LESIONS
 LESION_COLOURS = {"MA": (255, 255, 0), "HE": (0, 255, 255)}
 """RGB colour of each lesion on overlays: MA yellow, HE cyan (both stand out on a red fundus)."""
 
+OVERLAY_ORDER = ("HE", "MA")
+"""Overlays draw haemorrhages first and microaneurysms last, so MA wins where both masks cover a
+pixel: a microaneurysm of a few pixels stays visible inside or beside a haemorrhage, whose larger
+extent still shows around it."""
+
 
 @dataclass(frozen=True)
 class LesionStats:
@@ -20,18 +25,38 @@ class LesionStats:
     components: int
 
 
+PROBABILITY_LEVELS = 65535
+"""A probability p is saved as the 16-bit level rint(p * 65535) and read back as level / 65535."""
+
+_LEVEL_VALUES = np.arange(PROBABILITY_LEVELS + 1) / PROBABILITY_LEVELS
+
+
 def binary_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """0/255 uint8 mask of the pixels whose probability reaches ``threshold``."""
-    return np.where(probability >= threshold, np.uint8(255), np.uint8(0))
+    """0/255 uint8 mask of the pixels whose probability, as saved in the 16-bit map, reaches ``threshold``.
+
+    The mask is taken from the quantised map (``probability_to_uint16``), so thresholding the saved
+    map, ``level / 65535 >= threshold``, gives exactly this mask.
+    """
+    return mask_from_levels(probability_to_uint16(probability), threshold)
+
+
+def mask_from_levels(levels: np.ndarray, threshold: float) -> np.ndarray:
+    """0/255 uint8 mask of the 16-bit levels with ``level / 65535 >= threshold``."""
+    return np.where(levels >= threshold_level(threshold), np.uint8(255), np.uint8(0))
+
+
+def threshold_level(threshold: float) -> int:
+    """The least 16-bit level whose probability (level / 65535, in float64) reaches ``threshold``."""
+    return int(np.searchsorted(_LEVEL_VALUES, threshold, side="left"))
 
 
 def probability_to_uint16(probability: np.ndarray) -> np.ndarray:
     """Probabilities 0..1 as uint16 0..65535 (p * 65535, rounded), fit for a 16-bit PNG."""
-    return np.rint(np.clip(probability, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return np.rint(np.clip(probability, 0.0, 1.0) * float(PROBABILITY_LEVELS)).astype(np.uint16)
 
 
 def uint16_to_probability(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float32) / 65535.0
+    return values.astype(np.float32) / float(PROBABILITY_LEVELS)
 
 
 def encode_png(array: np.ndarray, compression: int = 1) -> bytes:
@@ -52,10 +77,14 @@ def lesion_stats(mask: np.ndarray) -> LesionStats:
 
 
 def overlay(image: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:
-    """The photo with each lesion's mask tinted and outlined in its colour (RGB uint8)."""
+    """The photo with each lesion's mask tinted and outlined in its colour (RGB uint8).
+
+    Lesions are drawn in ``OVERLAY_ORDER``: where MA and HE masks overlap, the pixel shows MA's
+    tint of the photo and MA's outline lies on top of HE's.
+    """
     result = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 1000))
-    for lesion in LESIONS:
+    for lesion in OVERLAY_ORDER:
         if lesion not in masks:
             continue
         binary = (masks[lesion] > 0).astype(np.uint8)
@@ -63,7 +92,7 @@ def overlay(image: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45
             continue
         colour = np.array(LESION_COLOURS[lesion], dtype=np.float32)
         region = binary.astype(bool)
-        result[region] = (result[region] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        result[region] = (image[region] * (1 - alpha) + colour * alpha).astype(np.uint8)
         contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(result, contours, -1, LESION_COLOURS[lesion], thickness + 1)
     return result

@@ -17,6 +17,7 @@ from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
 from service.routes import health, segment
 from service.settings import Settings
+from service.version import app_version
 from service.worker import WorkerPool
 
 log = logging.getLogger("service")
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="RedSeg",
         summary="Red-lesion (microaneurysm, haemorrhage) segmentation of colour fundus photographs.",
-        version="0.1.0",
+        version=app_version(),
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -7,10 +7,9 @@ the service contract reach a decoder; OpenCV's own pixel limits (set in
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from model.imageio import DECODE_FLAGS, ImageDecodeError, to_rgb8
+from model.imageio import ImageDecodeError, ImageTooLargeError, decode_raw, to_rgb8
 from service.errors import ServiceError
 
 SIGNATURES: dict[str, tuple[bytes, ...]] = {
@@ -49,14 +48,11 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     if fmt == "jpeg" and not _jpeg_complete(data):
         raise ServiceError(400, "corrupt", "the JPEG is truncated (no end-of-image marker)")
     try:
-        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS)
-    except cv2.error as exc:
-        message = str(exc.err or exc)
-        if "CV_IO_MAX_IMAGE" in message:
-            raise ServiceError(413, "too_many_pixels", f"the image has too many pixels (limit {max_pixels})") from None
+        decoded = decode_raw(data)
+    except ImageTooLargeError:
+        raise ServiceError(413, "too_many_pixels", f"the image has too many pixels (limit {max_pixels})") from None
+    except ImageDecodeError:
         raise ServiceError(400, "corrupt", f"the {fmt.upper()} could not be decoded (corrupt or truncated)") from None
-    if decoded is None or decoded.size == 0:
-        raise ServiceError(400, "corrupt", f"the {fmt.upper()} could not be decoded (corrupt or truncated)")
     height, width = decoded.shape[:2]
     if height * width > max_pixels:
         raise ServiceError(413, "too_many_pixels", f"the image has {width}x{height} pixels; the limit is {max_pixels}")

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from model.config import LESIONS
-from model.rendering import binary_mask, encode_png, lesion_stats, overlay, probability_to_uint16
+from model.rendering import encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
 from service.errors import ServiceError
 from service.schemas import LesionResult
 
@@ -42,13 +42,15 @@ def render(
     image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], outputs: frozenset[str]
 ) -> tuple[dict[str, LesionResult], str | None]:
     """Per-lesion results for ``probabilities`` (2, H, W), and the overlay PNG if asked for."""
-    masks = {lesion: binary_mask(probabilities[c], thresholds[lesion]) for c, lesion in enumerate(LESIONS)}
+    # The masks come from the 16-bit maps the response carries, so that the two agree exactly.
+    levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(LESIONS)}
+    masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in LESIONS}
     pngs: dict = {}
-    for channel, lesion in enumerate(LESIONS):
+    for lesion in LESIONS:
         if "masks" in outputs:
             pngs[lesion, "mask"] = _png_pool.submit(b64png, masks[lesion])
         if "probabilities" in outputs:
-            pngs[lesion, "probability"] = _png_pool.submit(lambda c=channel: b64png(probability_to_uint16(probabilities[c])))
+            pngs[lesion, "probability"] = _png_pool.submit(b64png, levels[lesion])
     if "overlay" in outputs:
         pngs["overlay"] = _png_pool.submit(lambda: b64png(overlay(image, masks)))
     results: dict[str, LesionResult] = {}

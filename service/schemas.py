@@ -24,7 +24,9 @@ SEGMENT_EXAMPLE = {
 
 
 class LesionResult(BaseModel):
-    threshold: float = Field(description="Operating threshold on the probability used for the mask.")
+    threshold: float = Field(
+        description="Operating threshold on the probability used for the mask: mask = probability_png / 65535 >= threshold, exactly."
+    )
     area_pixels: int = Field(description="Pixels in the mask.")
     area_fraction: float = Field(description="area_pixels / (width * height).")
     components: int = Field(description="Connected regions (8-connectivity) in the mask.")
@@ -42,7 +44,9 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     sha256: str = Field(description="SHA-256 of the checkpoint file.")
-    device: str | None = Field(None, description="The device that ran this request.")
+    device: str | None = Field(
+        None, description="/segment: the device that ran this request; /readyz: the devices the model is loaded on (comma-separated)."
+    )
 
 
 class ImageInfo(BaseModel):
@@ -65,7 +69,9 @@ class SegmentResponse(BaseModel):
     image: ImageInfo
     lesions: dict[str, LesionResult] = Field(description="Per lesion: MA (microaneurysms) and HE (haemorrhages).")
     overlay_png: str | None = Field(
-        None, description="Base64 RGB PNG of the photo with MA outlined in yellow and HE in cyan (outputs=overlay)."
+        None,
+        description="Base64 RGB PNG of the photo with MA tinted and outlined in yellow and HE in cyan, MA drawn on top "
+        "where both cover a pixel (outputs=overlay).",
     )
     timings: Timings
 

@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from model.config import LESIONS
+from model.config import LESIONS, RedSegConfig
 from model.inference import fov_mask, working_size
 
 
 @dataclass(frozen=True)
 class BaselineSettings:
-    long_side: int = 1440
+    long_side: int = RedSegConfig.working_long_side
     """Scores are computed at this scale, then upsampled to the original resolution."""
     clahe_clip: float = 2.0
     clahe_tiles: int = 8

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
+from model.atomic import atomic_write
 from model.config import LESIONS
 from model.inference import working_size
 from training.idrid import Sample, load_sample
@@ -127,15 +127,8 @@ class WorkingScaleCache:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 __all__ = ["CachedSample", "WorkingScaleCache", "downsample_mask", "resize_sample", "cache_key", "LESIONS"]

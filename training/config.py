@@ -12,8 +12,12 @@ from pathlib import Path
 import yaml
 
 from model.config import RedSegConfig
+from model.inference import TileSettings
 from model.precision import check_precision
 from training.idrid import DEFAULT_HOLDOUT
+
+_NETWORK = RedSegConfig()
+_TILES = TileSettings()
 
 DEFAULTS: dict = {
     "name": "redseg",
@@ -31,10 +35,21 @@ DEFAULTS: dict = {
         "workers": 0,
     },
     "augment": {"flips": True, "rot90": True, "brightness": 0.1, "contrast": 0.1, "gamma": 0.1, "scale": 0.1},
-    "model": {"width": 1.0, "batch_norm": False, "ma_stages": [2, 3, 4], "he_stages": [3, 4, 5], "working_long_side": 1440},
+    "model": {  # RedSegConfig's defaults: the paper's network
+        "width": _NETWORK.width,
+        "batch_norm": _NETWORK.batch_norm,
+        "ma_stages": list(_NETWORK.ma_stages),
+        "he_stages": list(_NETWORK.he_stages),
+        "working_long_side": _NETWORK.working_long_side,
+    },
     "init": None,  # None/'none': random; a path to torchvision VGG16(-BN) weights; 'torchvision' (needs internet)
     "deep_supervision": {"side_weights": 1.0, "fused_weight": 1.0, "lesion_weights": {"MA": 1.0, "HE": 1.0}},
-    "validation": {"tile_size": 1024, "min_overlap": 64, "batch_size": 2, "select": "mean_ap"},
+    "validation": {  # tiled as redseg-segment and the service tile (TileSettings' defaults)
+        "tile_size": _TILES.tile_size,
+        "min_overlap": _TILES.min_overlap,
+        "batch_size": _TILES.batch_size,
+        "select": "mean_ap",
+    },
     "checkpoint": {"state_every": 50, "name": "redseg", "version": "0", "half": False},
     "log_every": 10,
     "stages": [],

@@ -42,10 +42,6 @@ class AugmentConfig:
             raise ValueError(f"unknown augment options: {sorted(unknown)} (known: {sorted(known)})")
         return cls(**data)
 
-    @classmethod
-    def none(cls) -> AugmentConfig:
-        return cls(flips=False, rot90=False, brightness=0.0, contrast=0.0, gamma=0.0, scale=0.0)
-
 
 class PatchDataset(Dataset):
     """``dataset[i]`` -> (image float32 (3, c, c) on 0..255, masks float32 (2, c, c)), deterministic in i.

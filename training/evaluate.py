@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from model.cli_help import plain_help
 from model.config import LESIONS
-from model.inference import fov_mask
-from training.idrid import DEFAULT_HOLDOUT, DEFAULT_ROOT, Sample, list_samples, load_sample, split_holdout
+from model.devices import resolve_device
+from model.inference import TileSettings, fov_mask, predict_probabilities
+from training.idrid import (DEFAULT_HOLDOUT, DEFAULT_ROOT, DatasetLayoutError, Sample, list_samples, load_sample,
+                            split_holdout)
 from training.metrics import PUBLISHED_AUC_PR, PRAccumulator
 from training.pr_plots import plot_pr_curves
 
@@ -205,37 +209,26 @@ def describe_selection(args: argparse.Namespace, samples: Sequence[Sample]) -> s
     return f"IDRiD {args.split}{part} ({len(samples)} images)"
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="redseg-evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser = argparse.ArgumentParser(prog="redseg-evaluate", description=plain_help(__doc__.split("\n\n")[0]))
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH",
+                        help="the RedSeg checkpoint to evaluate (default: the bundled model)")
     add_data_arguments(parser)
     fov = parser.add_mutually_exclusive_group()
     fov.add_argument("--no-fov", action="store_true", help="do not zero the probabilities outside the field of view")
     fov.add_argument("--compare-fov", action="store_true",
                      help="also report the metrics without the FOV mask, from the same predictions")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument("--tile-size", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--tile-size", type=int, default=TileSettings.tile_size, help="largest tile side at the working scale")
+    parser.add_argument("--batch-size", type=int, default=TileSettings.batch_size, help="tiles per forward pass")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     args = parser.parse_args(argv)
 
-    from model.checkpoint import CheckpointError, load_checkpoint
-    from model.inference import TileSettings, predict_probabilities
-    from training.idrid import DatasetLayoutError
-
     try:
         samples = select_samples(args)
-        checkpoint = load_checkpoint(args.checkpoint, device=_device(args.device))
-    except (DatasetLayoutError, CheckpointError, ValueError) as exc:
+        checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    except (DatasetLayoutError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"redseg-evaluate: error: {exc}", file=sys.stderr)
         return 2
     use_fov = not args.no_fov

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from model.cli_help import plain_help
 from model.config import LESIONS
 from model.inference import TileSettings, predict_probabilities
 from model.rendering import LESION_COLOURS, binary_mask, overlay
@@ -62,8 +63,8 @@ def example_figure(path: Path, name: str, image: np.ndarray, truth: np.ndarray, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="redseg-examples", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser = argparse.ArgumentParser(prog="redseg-examples", description=plain_help(__doc__))
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: the bundled model")
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="IDRiD root folder (official layout)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--images", required=True, help="comma-separated image names, e.g. IDRiD_05,IDRiD_20")
@@ -76,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"redseg-examples: error: not in {args.data} ({args.split}): {', '.join(missing)}", file=sys.stderr)
         return 2
-    checkpoint = load_checkpoint(args.checkpoint)
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"redseg-examples: error: {exc}", file=sys.stderr)
+        return 2
     for name in tqdm(wanted, desc="examples", unit="image", file=sys.stderr):
         image, truth = load_sample(samples[name])
         probabilities = predict_probabilities(checkpoint.model, image, TileSettings())

@@ -224,11 +224,11 @@ class DeepSupervision(nn.Module):
 
 
 def build_loss(name: str, options: dict | None, stage_length: int) -> nn.Module:
-    """The pixel loss of a stage from its config: balanced_bce | topk | fnfp."""
+    """The pixel loss of a stage from its config: balanced_bce | topk | fnfp (options: see README)."""
     options = dict(options or {})
     if name == "balanced_bce":
-        return BalancedBCE(reduction=options.pop("reduction", "mean")) if _no_extra(options, name) else None
-    if name == "topk":
+        loss = BalancedBCE(reduction=options.pop("reduction", "mean"))
+    elif name == "topk":
         schedule = TopKSchedule(
             key=float(options.pop("key", 10.0)),
             k_min=int(options.pop("k_min", 1000)),
@@ -241,16 +241,10 @@ def build_loss(name: str, options: dict | None, stage_length: int) -> nn.Module:
             bins=int(options.pop("bins", 100)),
             reduction=options.pop("reduction", "mean"),
         )
-        _no_extra(options, name)
-        return loss
-    if name == "fnfp":
+    elif name == "fnfp":
         loss = FNFPLoss(reduction=options.pop("reduction", "mean"))
-        _no_extra(options, name)
-        return loss
-    raise ValueError(f"unknown loss {name!r}: expected balanced_bce, topk or fnfp")
-
-
-def _no_extra(options: dict, name: str) -> bool:
+    else:
+        raise ValueError(f"unknown loss {name!r}: expected balanced_bce, topk or fnfp")
     if options:
         raise ValueError(f"unknown options for loss {name!r}: {sorted(options)}")
-    return True
+    return loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from model.atomic import atomic_write
 from model.config import LESIONS
 
 
@@ -51,8 +52,6 @@ def plot_curves(log_path: str | Path, png_path: str | Path) -> None:
     if val:
         ax_ap.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_write(png_path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(png_path)

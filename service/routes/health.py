@@ -28,7 +28,9 @@ def readyz(pool: PoolDep) -> JSONResponse:
     ckpt = pool.checkpoint
     readiness = Readiness(
         ready=pool.ready,
-        model=ModelInfo(name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256),
+        model=ModelInfo(
+            name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256, device=",".join(w.device for w in pool.workers)
+        ),
         workers=[
             WorkerStatus(device=w.device, alive=w.alive, warm=w.warm, restarts=w.restarts, error=w.error)
             for w in pool.workers

@@ -1,11 +1,14 @@
+import io
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
 from model import TileSettings, load_checkpoint, predict_probabilities, save_checkpoint
-from model.cli import main
+from model.cli import main, summary
 from model.config import LESIONS
-from model.rendering import uint16_to_probability
+from model.rendering import lesion_stats, probability_to_uint16, uint16_to_probability
 
 from .conftest import fundus_like, tiny_model
 
@@ -50,9 +53,18 @@ def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, c
         assert prob.dtype == np.uint16
         np.testing.assert_allclose(uint16_to_probability(prob), expected[channel], atol=1e-4)
         threshold = {"MA": 0.5, "HE": 0.45}[lesion]
-        np.testing.assert_array_equal(mask == 255, expected[channel] >= threshold)
+        np.testing.assert_array_equal(mask == 255, prob / 65535 >= threshold)  # the saved map thresholded
+        np.testing.assert_array_equal(mask == 255, probability_to_uint16(expected[channel]) / 65535 >= threshold)
     assert read(out / "a_overlay.png").shape == (120, 180, 3)
     assert read(out / "b_overlay.png").shape == (90, 61, 3)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for path, line in zip(images, lines):
+        masks = {lesion: read(out / f"{path.stem}_{lesion}_mask.png") for lesion in LESIONS}
+        stats = {lesion: lesion_stats(mask) for lesion, mask in masks.items()}
+        assert line == summary(path, out, stats)
+        assert line.startswith(f"{path}: MA {stats['MA'].area_pixels} px in {stats['MA'].components} region")
+        assert f"HE {stats['HE'].area_pixels} px" in line and line.endswith(f"{out / path.stem}_*.png")
 
 
 def test_threshold_overrides(tmp_path, checkpoint, images):
@@ -74,10 +86,40 @@ def test_bad_image_among_good_ones(tmp_path, checkpoint, images, capsys):
     paths = [str(images[0]), str(broken), str(missing), str(images[1])]
     assert main([*paths, "--out", str(out), "--checkpoint", str(checkpoint)]) == 1
     assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b"))
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
     assert any(str(broken) in line for line in errors)
     assert any(str(missing) in line for line in errors)
     assert any("2 of 4 images failed" in line for line in errors)
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [str(images[0]), str(images[1])]
+
+
+def test_errors_go_to_a_log_as_whole_lines(tmp_path, checkpoint, images, capsys):
+    """Where stderr is not a terminal there is no bar, so no error lands after a bar's carriage return."""
+    missing = tmp_path / "in" / "missing.png"
+    paths = [str(images[0]), str(missing), str(images[1])]
+    assert main([*paths, "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == [
+        f"redseg-segment: error: cannot read {missing}: No such file or directory",
+        "redseg-segment: error: 1 of 3 images failed",
+    ]
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("no_progress", [False, True])
+def test_progress_bar_on_a_terminal_unless_no_progress(tmp_path, checkpoint, images, monkeypatch, capsys, no_progress):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    args = [*map(str, images), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint)]
+    assert main(args + ["--no-progress"] * no_progress) == 0
+    assert ("2/2" in terminal.getvalue()) is not no_progress
+    assert len(capsys.readouterr().out.splitlines()) == 2
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, images, capsys):
@@ -89,12 +131,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, images, capsys):
 
 
 def test_missing_default_checkpoint_says_what_to_do(tmp_path, images, capsys, monkeypatch):
+    import model.checkpoint
     import model.cli
 
-    monkeypatch.setattr(model.cli, "DEFAULT_CHECKPOINT", tmp_path / "redseg-default.safetensors")
+    missing = tmp_path / "redseg-default.safetensors"
+    monkeypatch.setattr(model.checkpoint, "DEFAULT_CHECKPOINT", missing)
+    monkeypatch.setattr(model.cli, "DEFAULT_CHECKPOINT", missing)
     code = model.cli.main([str(images[0]), "--out", str(tmp_path / "out")])
     assert code == 2
-    assert "--checkpoint" in capsys.readouterr().err
+    assert f"the bundled model {missing} is missing" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint(tmp_path, images, capsys):

@@ -1,13 +1,17 @@
 import cv2
 import numpy as np
 
+from model.config import LESIONS
 from model.rendering import (
     LESION_COLOURS,
+    OVERLAY_ORDER,
     binary_mask,
     encode_png,
     lesion_stats,
+    mask_from_levels,
     overlay,
     probability_to_uint16,
+    threshold_level,
     uint16_to_probability,
 )
 
@@ -20,6 +24,26 @@ def test_binary_mask_is_0_or_255_at_the_threshold():
     p = np.array([[0.0, 0.49], [0.5, 1.0]], np.float32)
     assert binary_mask(p, 0.5).tolist() == [[0, 0], [255, 255]]
     assert binary_mask(p, 0.5).dtype == np.uint8
+
+
+def test_mask_is_exactly_the_saved_16_bit_map_thresholded():
+    rng = np.random.default_rng(1)
+    # probabilities crowding each threshold, on both sides of it and of the levels next to it
+    for threshold in (0.5, 0.3, 0.42, 1 / 3, 12345 / 65535, 0.0, 1.0, float(rng.random())):
+        p = np.clip(threshold + rng.uniform(-3 / 65535, 3 / 65535, 20_000), 0, 1).astype(np.float32)
+        levels = decode(encode_png(probability_to_uint16(p)[None]))[0]
+        from_map = levels / 65535 >= threshold
+        np.testing.assert_array_equal(binary_mask(p, threshold) == 255, from_map)
+        np.testing.assert_array_equal(mask_from_levels(levels, threshold) == 255, from_map)
+        assert from_map.any() or threshold == 1.0
+
+
+def test_threshold_level_is_the_least_level_reaching_the_threshold():
+    assert threshold_level(0.0) == 0
+    assert threshold_level(1.0) == 65535
+    assert threshold_level(0.5) == 32768  # 32767 / 65535 < 0.5 <= 32768 / 65535
+    assert threshold_level(100 / 65535) == 100
+    assert threshold_level(np.nextafter(100 / 65535, 1)) == 101
 
 
 def test_probability_png_round_trip_is_16_bit_and_lossless():
@@ -59,3 +83,18 @@ def test_overlay_tints_lesions_and_leaves_the_rest():
     colour = np.array(LESION_COLOURS["MA"])
     assert np.abs(result[20, 20].astype(int) - colour).sum() < np.abs(image[20, 20].astype(int) - colour).sum()
     assert np.array_equal(image, np.full((40, 40, 3), 60, np.uint8))
+
+
+def test_overlay_draws_ma_over_he_where_they_coincide():
+    assert sorted(OVERLAY_ORDER) == sorted(LESIONS) and OVERLAY_ORDER[-1] == "MA"
+    image = np.full((60, 60, 3), 60, np.uint8)
+    he = np.zeros((60, 60), np.uint8)
+    he[10:50, 10:50] = 255
+    ma = np.zeros_like(he)
+    ma[25:35, 25:35] = 255
+    both = overlay(image, {"MA": ma, "HE": he})
+    alone = {lesion: overlay(image, {lesion: mask}) for lesion, mask in (("MA", ma), ("HE", he))}
+    assert np.array_equal(both[30, 30], alone["MA"][30, 30])  # inside both: MA's tint of the photo
+    assert not np.array_equal(both[30, 30], alone["HE"][30, 30])
+    assert np.array_equal(both[15, 15], alone["HE"][15, 15])  # HE only: HE's tint
+    assert tuple(both[25, 30]) == LESION_COLOURS["MA"]  # MA's outline on top

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import tomllib
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette now prefers httpx2; httpx still works
     from fastapi.testclient import TestClient
 
+from service import version
 from service.app import StartupError, create_app, load_pool
 from service.metrics import Metrics
 from service.settings import Settings
@@ -89,3 +92,16 @@ def test_openapi_documents_the_upload_the_answer_and_an_example(checkpoint: Path
     answer = spec["components"]["schemas"]["SegmentResponse"]
     assert answer["examples"][0]["image"] == {"width": 4288, "height": 2848}
     assert "/healthz" in spec["paths"] and "/readyz" in spec["paths"]
+
+
+def test_the_version_is_the_projects(checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
+    declared = tomllib.loads(version.PYPROJECT.read_text())["project"]["version"]
+    assert create_app(make_settings(checkpoint)).openapi()["info"]["version"] == declared
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(version.metadata, "version", not_installed)
+    assert version.app_version() == declared  # a source tree that is not installed (the Docker image)
+    monkeypatch.setattr(version, "PYPROJECT", version.PYPROJECT.with_name("missing.toml"))
+    assert version.app_version() == "unknown"

@@ -149,4 +149,7 @@ def test_not_ready_until_the_warm_up_has_run(checkpoint, monkeypatch: pytest.Mon
         while http.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        ready = http.get("/readyz").json()
+        assert ready["model"]["name"] == "redseg-test" and ready["model"]["device"] == "cpu"
+        assert [w["device"] for w in ready["workers"]] == ["cpu"]
         assert segment(http, image_of_width(60)).status_code == 200

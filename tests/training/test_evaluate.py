@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+import training.evaluate
 from model.checkpoint import save_checkpoint
 from model.config import LESIONS, RedSegConfig
+from model.inference import TileSettings
 from model.network import RedSeg
 from tests.training.fake_idrid import make_fake_idrid
 from training.evaluate import evaluate_samples, main
@@ -47,11 +49,13 @@ def test_cli_writes_metrics_csv_and_plots(tmp_path, checkpoint, data, capsys):
     assert "AUC_PR" in capsys.readouterr().out
 
 
-def test_cli_compare_fov_and_image_selection(tmp_path, checkpoint, data):
+def test_cli_compare_fov_and_image_selection_on_the_bundled_model(tmp_path, checkpoint, data, monkeypatch):
+    monkeypatch.setattr(training.evaluate, "DEFAULT_CHECKPOINT", checkpoint)  # no --checkpoint: the bundled model
     out = tmp_path / "eval"
-    assert main(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), "--images", "IDRiD_02",
-                 "--compare-fov", "--no-progress"]) == 0
+    assert main(["--data", str(data), "--out", str(out), "--images", "IDRiD_02", "--compare-fov", "--no-progress"]) == 0
     report = json.loads((out / "metrics.json").read_text())
+    assert report["model"]["checkpoint"] == str(checkpoint) and report["model"]["name"] == "tiny"
+    assert report["tiles"] == {"tile_size": TileSettings.tile_size, "batch_size": TileSettings.batch_size}
     assert report["data"]["images"] == ["IDRiD_02"]
     assert set(report["without_fov"]) == set(LESIONS)
     assert report["without_fov"]["MA"]["positive_pixels"] == report["lesions"]["MA"]["positive_pixels"]

@@ -138,9 +138,45 @@ def test_deep_supervision_weights_every_output():
             assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
-def test_build_loss_rejects_unknown_options():
-    assert isinstance(build_loss("topk", {"key": 5, "step": 10}, 100), TopKBalancedBCE)
-    with pytest.raises(ValueError):
-        build_loss("topk", {"kee": 5}, 100)
-    with pytest.raises(ValueError):
+def _attribute(loss, option):
+    return getattr(loss.schedule, option) if option in ("key", "k_min", "step", "length") else getattr(loss, option)
+
+
+# Every option the README documents, with a value other than its default.
+LOSS_OPTIONS = [
+    ("balanced_bce", BalancedBCE, "reduction", "sum"),
+    ("topk", TopKBalancedBCE, "key", 3.0),
+    ("topk", TopKBalancedBCE, "k_min", 7),
+    ("topk", TopKBalancedBCE, "step", 10),
+    ("topk", TopKBalancedBCE, "length", 40),
+    ("topk", TopKBalancedBCE, "method", "bins"),
+    ("topk", TopKBalancedBCE, "bins", 50),
+    ("topk", TopKBalancedBCE, "reduction", "sum"),
+    ("fnfp", FNFPLoss, "reduction", "sum"),
+]
+
+
+@pytest.mark.parametrize("name, cls, option, value", LOSS_OPTIONS)
+def test_build_loss_takes_every_documented_option(name, cls, option, value):
+    loss = build_loss(name, {option: value}, 100)
+    assert type(loss) is cls
+    assert _attribute(loss, option) == value
+    logits, target = _pair(seed=5)
+    assert torch.isfinite(loss(logits, target, step=20))
+
+
+@pytest.mark.parametrize("name", ["balanced_bce", "topk", "fnfp"])
+def test_build_loss_defaults_and_bad_options(name):
+    assert build_loss(name, None, 100).reduction == "mean"
+    with pytest.raises(ValueError, match="unknown options"):
+        build_loss(name, {"kee": 5}, 100)
+    with pytest.raises(ValueError, match="reduction"):
+        build_loss(name, {"reduction": "max"}, 100)
+
+
+def test_build_loss_topk_length_defaults_to_the_stage_and_rejects_unknown_names():
+    assert build_loss("topk", {"key": 5, "step": 10}, 100).schedule.length == 100
+    with pytest.raises(ValueError, match="method"):
+        build_loss("topk", {"method": "sort"}, 100)
+    with pytest.raises(ValueError, match="unknown loss"):
         build_loss("dice", {}, 100)

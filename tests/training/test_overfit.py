@@ -15,6 +15,8 @@ from training.metrics import PRAccumulator
 
 from .fake_idrid import REAL_IDRID
 
+NO_AUGMENTATION = AugmentConfig(flips=False, rot90=False, brightness=0.0, contrast=0.0, gamma=0.0, scale=0.0)
+
 
 def _ap(model, images, masks):
     model.eval()
@@ -34,7 +36,7 @@ def test_tiny_network_overfits_two_real_crops(tmp_path):
     torch.manual_seed(0)
     sample = next(s for s in list_samples(REAL_IDRID) if s.name == "IDRiD_03")
     item = WorkingScaleCache(720, tmp_path).get(sample)
-    data = PatchDataset([item], crop_size=64, lesion_share=1.0, augment=AugmentConfig.none(), seed=0)
+    data = PatchDataset([item], crop_size=64, lesion_share=1.0, augment=NO_AUGMENTATION, seed=0)
     crops = [data[i] for i in range(40)]
     # one crop holding microaneurysms, one holding haemorrhage
     ma = next(c for c in crops if c[1][0].sum() >= 2)
