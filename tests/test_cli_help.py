@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
-PENDING = {"redseg-train": "training/train.py still passes its raw docstring to argparse"}
 
 
-@pytest.mark.parametrize(
-    "command",
-    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=PENDING[name])) if name in PENDING else name
-     for name in sorted(SCRIPTS)],
-)
+@pytest.mark.parametrize("command", sorted(SCRIPTS))
 def test_help_is_plain_text(command, capsys):
     module, function = SCRIPTS[command].split(":")
     with pytest.raises(SystemExit) as exit_info:

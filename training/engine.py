@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from model.atomic import atomic_write
 from model.config import LESIONS, RedSegConfig
 from model.imagenet import load_imagenet_encoder
 from model.inference import TileSettings, predict_working_scale
@@ -165,17 +164,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_state(path: str | Path, state: dict) -> None:
-    """``torch.save`` to a temporary file, then an atomic rename: a kill never leaves half a state."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """``torch.save`` through ``atomic_write``: a kill never leaves half a state."""
+    with atomic_write(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_state(path: str | Path) -> dict:

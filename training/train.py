@@ -34,7 +34,9 @@ import yaml
 from torch.utils.data import DataLoader
 
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.cli_help import plain_help
 from model.config import LESIONS
+from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import to_channels_last, uses_bf16
 from training.cache import WorkingScaleCache
@@ -60,7 +62,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="redseg-train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="redseg-train", description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--config", required=True, help="YAML run config (see configs/)")
     parser.add_argument("--out", help="run folder (default runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
@@ -85,12 +87,11 @@ def git_commit() -> dict:
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
-    if name in (None, "auto"):
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = resolve_device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise SystemExit(f"redseg-train: {exc}") from None
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("redseg-train: --device cuda but CUDA is not available")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
