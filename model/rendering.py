@@ -41,8 +41,8 @@ def binary_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def mask_from_levels(levels: np.ndarray, threshold: float) -> np.ndarray:
-    """0/255 uint8 mask of the 16-bit levels with ``level / 65535 >= threshold``."""
-    return np.where(levels >= threshold_level(threshold), np.uint8(255), np.uint8(0))
+    """0/255 uint8 mask of the 16-bit levels (2-D) with ``level / 65535 >= threshold``."""
+    return cv2.compare(levels, threshold_level(threshold), cv2.CMP_GE)
 
 
 def threshold_level(threshold: float) -> int:
@@ -51,29 +51,40 @@ def threshold_level(threshold: float) -> int:
 
 
 def probability_to_uint16(probability: np.ndarray) -> np.ndarray:
-    """Probabilities 0..1 as uint16 0..65535 (p * 65535, rounded), fit for a 16-bit PNG."""
-    return np.rint(np.clip(probability, 0.0, 1.0) * float(PROBABILITY_LEVELS)).astype(np.uint16)
+    """Probabilities 0..1 as uint16 0..65535 (p * 65535, rounded, saturated), fit for a 16-bit PNG."""
+    values = np.ascontiguousarray(probability, np.float32)
+    # One pass in OpenCV (scale, round, saturate) instead of numpy's clip, multiply, round and cast.
+    return cv2.multiply(values.reshape(-1, 1), float(PROBABILITY_LEVELS), dtype=cv2.CV_16U).reshape(values.shape)
 
 
 def uint16_to_probability(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float32) / float(PROBABILITY_LEVELS)
 
 
+# Masks and probability maps: zlib's RLE strategy with one fixed PNG filter (SUB). libpng's
+# default tries every filter on every row, which took most of a request's rendering time;
+# this is about 3x faster on a 4288x2848 16-bit map for about 10 % more bytes (bench/response.py).
+MAP_PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+
+
 def encode_png(array: np.ndarray, compression: int = 1) -> bytes:
-    """Lossless PNG bytes of a grey (H, W) uint8/uint16 array or an RGB (H, W, 3) uint8 array."""
+    """Lossless PNG bytes of a grey (H, W) uint8/uint16 map or an RGB (H, W, 3) uint8 photo."""
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    else:
+        params += MAP_PNG_PARAMS
+    ok, buffer = cv2.imencode(".png", array, params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buffer.tobytes()
 
 
 def lesion_stats(mask: np.ndarray) -> LesionStats:
-    binary = (mask > 0).astype(np.uint8)
-    area = int(binary.sum())
-    components = cv2.connectedComponents(binary, connectivity=8)[0] - 1 if area else 0
-    return LesionStats(area_pixels=area, area_fraction=area / binary.size, components=int(components))
+    """Area and connected regions (8-connectivity) of a mask's non-zero pixels."""
+    area = cv2.countNonZero(mask)
+    components = cv2.connectedComponents(mask, connectivity=8)[0] - 1 if area else 0
+    return LesionStats(area_pixels=area, area_fraction=area / mask.size, components=int(components))
 
 
 def overlay(image: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:

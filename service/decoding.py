@@ -1,15 +1,20 @@
 """Turning untrusted upload bytes into an RGB uint8 image, or a precise client error.
 
 The data is decoded from memory (never written to disk). Only the four formats of
-the service contract reach a decoder; OpenCV's own pixel limits (set in
+the service contract and DICOM photographs (service/dicom.py) reach a decoder; OpenCV's own pixel limits (set in
 ``service/__init__``) stop decompression bombs before they allocate.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
+import numpy as np
+from pydicom.dataset import Dataset
+
+from model.dicom import is_dicom
 from model.imageio import ImageDecodeError, ImageTooLargeError, decode_raw, to_rgb8
+from service.dicom import decode_dicom
 from service.errors import ServiceError
 
 SIGNATURES: dict[str, tuple[bytes, ...]] = {
@@ -19,7 +24,7 @@ SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "bmp": (b"BM",),
 }
 
-ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream")
+ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "application/dicom")
 
 
 def image_format(data: bytes) -> str | None:
@@ -29,7 +34,7 @@ def image_format(data: bytes) -> str | None:
 def check_content_type(content_type: str | None) -> None:
     """Refuse a part whose declared type says it is not an image (a missing type is fine)."""
     if content_type and not content_type.lower().startswith(ACCEPTED_CONTENT_TYPES):
-        raise ServiceError(415, "unsupported_type", f"unsupported content type {content_type!r}: send a JPEG, PNG, TIFF or BMP image")
+        raise ServiceError(415, "unsupported_type", f"unsupported content type {content_type!r}: send a JPEG, PNG, TIFF or BMP image, or a DICOM photograph")
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -44,7 +49,7 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
         raise ServiceError(400, "empty", "the uploaded image is empty")
     fmt = image_format(data)
     if fmt is None:
-        raise ServiceError(415, "not_an_image", "the upload is not a JPEG, PNG, TIFF or BMP image")
+        raise ServiceError(415, "not_an_image", "the upload is not a JPEG, PNG, TIFF or BMP image, nor a DICOM file")
     if fmt == "jpeg" and not _jpeg_complete(data):
         raise ServiceError(400, "corrupt", "the JPEG is truncated (no end-of-image marker)")
     try:
@@ -60,3 +65,19 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
         return to_rgb8(decoded)
     except ImageDecodeError as exc:
         raise ServiceError(415, "unsupported_type", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Photo:
+    pixels: np.ndarray
+    """RGB uint8 (H, W, 3)."""
+    dicom: Dataset | None = None
+    """The parsed DICOM file, for a DICOM upload (a DICOM SEG answer refers to it)."""
+
+
+def decode_photo(data: bytes, max_pixels: int) -> Photo:
+    """A DICOM photograph or a JPEG/PNG/TIFF/BMP image, or a ServiceError."""
+    if is_dicom(data):
+        dicom = decode_dicom(data, max_pixels)
+        return Photo(dicom.pixels, dicom.dataset)
+    return Photo(decode_upload(data, max_pixels))

@@ -1,10 +1,10 @@
-"""From probability maps to the response's per-lesion results: masks, statistics and PNGs."""
+"""From probability maps to the per-lesion results: masks, statistics and PNG files."""
 
 from __future__ import annotations
 
-import base64
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,38 +34,40 @@ def parse_outputs(value: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def b64png(array: np.ndarray) -> str:
-    return base64.b64encode(encode_png(array)).decode("ascii")
+FILE_NAMES = {"mask": "{lesion}_mask.png", "probability": "{lesion}_probability.png"}
+OVERLAY_FILE = "overlay.png"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    lesions: dict[str, LesionResult]
+    """Per-lesion threshold and statistics (the PNG fields are left to the answer's format)."""
+    files: dict[str, bytes]
+    """The PNGs asked for, by file name: MA_mask.png, MA_probability.png, ..., overlay.png."""
 
 
 def render(
     image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], outputs: frozenset[str]
-) -> tuple[dict[str, LesionResult], str | None]:
-    """Per-lesion results for ``probabilities`` (2, H, W), and the overlay PNG if asked for."""
-    # The masks come from the 16-bit maps the response carries, so that the two agree exactly.
+) -> Rendered:
+    """Masks, statistics and the PNGs in ``outputs`` for ``probabilities`` (2, H, W)."""
+    # The masks come from the 16-bit maps the answer carries, so that the two agree exactly.
     levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(LESIONS)}
     masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in LESIONS}
-    pngs: dict = {}
+    pngs: dict[str, Future] = {}
     for lesion in LESIONS:
         if "masks" in outputs:
-            pngs[lesion, "mask"] = _png_pool.submit(b64png, masks[lesion])
+            pngs[FILE_NAMES["mask"].format(lesion=lesion)] = _png_pool.submit(encode_png, masks[lesion])
         if "probabilities" in outputs:
-            pngs[lesion, "probability"] = _png_pool.submit(b64png, levels[lesion])
+            pngs[FILE_NAMES["probability"].format(lesion=lesion)] = _png_pool.submit(encode_png, levels[lesion])
     if "overlay" in outputs:
-        pngs["overlay"] = _png_pool.submit(lambda: b64png(overlay(image, masks)))
-    results: dict[str, LesionResult] = {}
+        pngs[OVERLAY_FILE] = _png_pool.submit(lambda: encode_png(overlay(image, masks)))
+    lesions = {}
     for lesion in LESIONS:
         stats = lesion_stats(masks[lesion])
-        results[lesion] = LesionResult(
+        lesions[lesion] = LesionResult(
             threshold=thresholds[lesion],
             area_pixels=stats.area_pixels,
             area_fraction=stats.area_fraction,
             components=stats.components,
-            mask_png=_result(pngs.get((lesion, "mask"))),
-            probability_png=_result(pngs.get((lesion, "probability"))),
         )
-    return results, _result(pngs.get("overlay"))
-
-
-def _result(future: Future | None) -> str | None:
-    return None if future is None else future.result()
+    return Rendered(lesions, {name: future.result() for name, future in pngs.items()})

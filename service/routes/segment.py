@@ -10,11 +10,14 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from model.config import LESIONS
-from service.decoding import decode_upload
+from service.decoding import decode_photo
+from service.dicom import require_dicom_source, segmentation_bytes
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
+from model.dicom_seg import SEG_TYPES
 from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
+from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
 from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, QueueFull, WorkerPool
 
@@ -32,7 +35,8 @@ UPLOAD_BODY = {
                         FIELD: {
                             "type": "string",
                             "format": "binary",
-                            "description": "A colour fundus photograph: JPEG, PNG, TIFF or BMP; grey, RGB or RGBA; 8 or 16 bit.",
+                            "description": "A colour fundus photograph: JPEG, PNG, TIFF or BMP (grey, RGB or RGBA; 8 or 16 bit), "
+                            "or DICOM (Ophthalmic Photography 8 Bit or VL Photographic Image Storage).",
                         }
                     },
                 }
@@ -47,7 +51,8 @@ ERRORS = {
         400: "Empty, corrupt or truncated image, or a malformed multipart body.",
         401: "A bearer token is required and was missing or wrong.",
         413: "The upload has too many bytes or too many pixels.",
-        415: "Not an image, or an unsupported content type.",
+        406: "The Accept header asks for a format RedSeg does not offer, or for DICOM with a non-DICOM upload.",
+        415: "Not an image, an unsupported content type, or a DICOM file that is not a supported photograph.",
         422: "Bad parameters, or no 'image' file field.",
         500: "Inference failed; the message carries an error id found in the server log.",
         503: "Overloaded, timed out, or the model is not ready: retry after the Retry-After header's seconds.",
@@ -89,7 +94,7 @@ async def _infer(request: Request, pool: WorkerPool, job: Job, timeout_s: float)
     response_model=SegmentResponse,
     summary="Segment microaneurysms (MA) and haemorrhages (HE) in a fundus photograph",
     dependencies=[Authorized],
-    responses=ERRORS,
+    responses={200: {"content": ANSWER_CONTENT}} | ERRORS,
     openapi_extra=UPLOAD_BODY,
 )
 async def segment(
@@ -103,16 +108,24 @@ async def segment(
         str,
         Query(description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only."),
     ] = DEFAULT_OUTPUTS,
+    seg_type: Annotated[
+        str, Query(pattern=f"^({'|'.join(SEG_TYPES)})$", description="DICOM SEG answer: binary masks or fractional probabilities.")
+    ] = SEG_TYPES[0],
 ) -> Response:
     wanted = parse_outputs(outputs)
+    answer_format = negotiate(request.headers.get("accept"))
     if pool is None or not pool.ready:
         raise unavailable("not_ready", "the model is not ready yet", 1 if pool is None else pool.retry_after())
     data = await read_image_field(request, settings.max_upload_bytes)
     started = time.perf_counter()
     try:
         with pool.admit():
-            image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
+            photo = await run_in_threadpool(decode_photo, data, settings.max_pixels)
+            image = photo.pixels
             del data
+            if answer_format is AnswerFormat.DICOM:
+                require_dicom_source(photo.dicom)
+                wanted = frozenset()
             decoded = time.perf_counter()
             job = pool.submit(image)
             try:
@@ -126,7 +139,11 @@ async def segment(
             ckpt = pool.checkpoint
             thresholds = dict(ckpt.thresholds)
             thresholds.update({lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None})
-            lesions, overlay_png = await run_in_threadpool(render, image, result.probabilities, thresholds, wanted)
+            rendered = await run_in_threadpool(render, image, result.probabilities, thresholds, wanted)
+            if answer_format is AnswerFormat.DICOM:
+                seg = await run_in_threadpool(
+                    segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, ckpt
+                )
     except QueueFull:
         raise unavailable("queue_full", "the service is busy: too many requests in progress", pool.retry_after()) from None
     except ClientGone:
@@ -138,14 +155,13 @@ async def segment(
     metrics.stage_seconds.labels(stage="decode").observe(decoded - started)
     metrics.stage_seconds.labels(stage="encode").observe(finished - inferred)
     metrics.image_pixels.observe(height * width)
-    for lesion, stats in lesions.items():
+    for lesion, stats in rendered.lesions.items():
         metrics.area_fraction.labels(lesion=lesion).observe(stats.area_fraction)
         metrics.components.labels(lesion=lesion).observe(stats.components)
     answer = SegmentResponse(
         model=ModelInfo(name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256, device=result.device),
         image=ImageInfo(width=width, height=height),
-        lesions=lesions,
-        overlay_png=overlay_png,
+        lesions=rendered.lesions,
         timings=Timings(
             decode_s=decoded - started,
             queue_wait_s=result.queue_wait_s,
@@ -154,4 +170,6 @@ async def segment(
             total_s=finished - started,
         ),
     )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    if answer_format is AnswerFormat.DICOM:
+        return file_response(seg, answer_format, "redseg-seg.dcm")
+    return await run_in_threadpool(answer_response, answer_format, answer, rendered.files)

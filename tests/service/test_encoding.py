@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import cv2
 import numpy as np
 import pytest
@@ -34,12 +32,22 @@ def test_render_thresholds_counts_and_encodes():
     probabilities[0, 6:8, 10:15] = 0.6
     probabilities[1, 5, 5] = 0.3
     image = np.zeros((10, 20, 3), np.uint8)
-    lesions, overlay = render(image, probabilities, {"MA": 0.5, "HE": 0.25}, frozenset({"masks", "probabilities", "overlay"}))
+    rendered = render(image, probabilities, {"MA": 0.5, "HE": 0.25}, frozenset({"masks", "probabilities", "overlay"}))
+    lesions = rendered.lesions
     assert (lesions["MA"].area_pixels, lesions["MA"].components) == (14, 2)
     assert (lesions["HE"].area_pixels, lesions["HE"].components, lesions["HE"].threshold) == (1, 1, 0.25)
     assert lesions["MA"].area_fraction == 14 / 200
-    probability = cv2.imdecode(np.frombuffer(base64.b64decode(lesions["MA"].probability_png), np.uint8), cv2.IMREAD_UNCHANGED)
-    assert probability.dtype == np.uint16 and probability[1, 1] == round(0.9 * 65535)
-    assert cv2.imdecode(np.frombuffer(base64.b64decode(overlay), np.uint8), cv2.IMREAD_COLOR).shape == (10, 20, 3)
-    stats_only, no_overlay = render(image, probabilities, {"MA": 0.5, "HE": 0.5}, frozenset())
-    assert stats_only["MA"].mask_png is None and no_overlay is None and stats_only["MA"].area_pixels == 14
+    assert sorted(rendered.files) == sorted(
+        ["MA_mask.png", "HE_mask.png", "MA_probability.png", "HE_probability.png", "overlay.png"]
+    )
+    probability = decode(rendered.files["MA_probability.png"])
+    assert probability.dtype == np.uint16 and abs(int(probability[1, 1]) - 0.9 * 65535) <= 0.5
+    mask = decode(rendered.files["HE_mask.png"])
+    assert mask.dtype == np.uint8 and mask[5, 5] == 255 and mask.sum() == 255
+    assert decode(rendered.files["overlay.png"]).shape == (10, 20, 3)
+    stats_only = render(image, probabilities, {"MA": 0.5, "HE": 0.5}, frozenset())
+    assert stats_only.files == {} and stats_only.lesions["MA"].area_pixels == 14
+
+
+def decode(png: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -1,0 +1,43 @@
+"""DICOM for the service: an uploaded DICOM photograph in (with its client errors), a DICOM SEG out."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from model.checkpoint import Checkpoint
+from model.dicom import DicomCorrupt, DicomPhoto, DicomTooLarge, DicomUnsupported, read_dicom
+from model.dicom_seg import segmentation, to_bytes
+from service.errors import ServiceError
+
+_STATUS = {DicomUnsupported: (415, "unsupported_dicom"), DicomCorrupt: (400, "corrupt"), DicomTooLarge: (413, "too_many_pixels")}
+
+
+def decode_dicom(data: bytes, max_pixels: int) -> DicomPhoto:
+    """The photograph of a DICOM upload, or a ServiceError: 415 unsupported, 400 corrupt, 413 too many pixels."""
+    try:
+        return read_dicom(data, max_pixels)
+    except (DicomUnsupported, DicomCorrupt, DicomTooLarge) as exc:
+        status, reason = _STATUS[type(exc)]
+        raise ServiceError(status, reason, str(exc)) from None
+
+
+def require_dicom_source(source: Dataset | None) -> Dataset:
+    """A DICOM answer refers to its source photograph: a PNG or JPEG upload cannot have one (406)."""
+    if source is None:
+        raise ServiceError(
+            406, "not_acceptable", "a DICOM SEG answer needs a DICOM upload to refer to: send the photograph as DICOM, "
+            "or accept application/json or application/zip"
+        )
+    return source
+
+
+def segmentation_bytes(
+    source: Dataset, probabilities: np.ndarray, thresholds: dict[str, float], seg_type: str, checkpoint: Checkpoint
+) -> bytes:
+    """The DICOM SEG file of ``source``; a source whose attributes DICOM cannot carry over is a 400."""
+    try:
+        seg = segmentation(source, probabilities, thresholds, seg_type, checkpoint.name, checkpoint.version)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ServiceError(400, "unsupported_dicom", f"no DICOM SEG can be made for this photograph: {exc}") from None
+    return to_bytes(seg)

@@ -1,0 +1,114 @@
+"""The answer's format, chosen by the Accept header: JSON with base64 PNGs, a zip of files, or a DICOM SEG."""
+
+from __future__ import annotations
+
+import base64
+import zipfile
+from enum import Enum
+from io import BytesIO
+
+from fastapi import Response
+
+from service.encoding import FILE_NAMES, OVERLAY_FILE
+from service.errors import ServiceError
+from service.schemas import SegmentResponse
+
+
+class AnswerFormat(str, Enum):
+    JSON = "application/json"
+    ZIP = "application/zip"
+    DICOM = "application/dicom"
+
+
+SUMMARY_FILE = "result.json"
+"""In the zip: the JSON answer, with its base64 image fields null (the images are the files beside it)."""
+_WILDCARDS = ("*/*", "application/*")
+
+
+def negotiate(accept: str | None) -> AnswerFormat:
+    """The client's most preferred format that RedSeg offers; JSON for no Accept header or a wildcard."""
+    if not accept or not accept.strip():
+        return AnswerFormat.JSON
+    offered = {fmt.value: fmt for fmt in AnswerFormat}
+    for _, media in sorted(_ranked(accept)):
+        if media in offered:
+            return offered[media]
+        if media in _WILDCARDS:
+            return AnswerFormat.JSON
+    raise ServiceError(
+        406, "not_acceptable", f"cannot answer as {accept!r}: accept {', '.join(offered)} (or */*)"
+    )
+
+
+def _ranked(accept: str) -> list[tuple[tuple[float, int], str]]:
+    """(sort key, media type) of each acceptable entry: highest q first, then the order given."""
+    ranked = []
+    for position, entry in enumerate(accept.split(",")):
+        media, *params = (part.strip() for part in entry.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and media:
+            ranked.append(((-quality, position), media.lower()))
+    return ranked
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def json_body(answer: SegmentResponse, files: dict[str, bytes]) -> bytes:
+    """The JSON answer, each PNG file base64-encoded in its field."""
+    lesions = {
+        lesion: result.model_copy(
+            update={
+                "mask_png": _b64(files.get(FILE_NAMES["mask"].format(lesion=lesion))),
+                "probability_png": _b64(files.get(FILE_NAMES["probability"].format(lesion=lesion))),
+            }
+        )
+        for lesion, result in answer.lesions.items()
+    }
+    return answer.model_copy(update={"lesions": lesions, "overlay_png": _b64(files.get(OVERLAY_FILE))}).model_dump_json().encode()
+
+
+def zip_body(answer: SegmentResponse, files: dict[str, bytes]) -> bytes:
+    """One archive: result.json and the PNG files, stored as they are (PNGs are compressed already)."""
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(SUMMARY_FILE, answer.model_dump_json(indent=2))
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def file_response(body: bytes, fmt: AnswerFormat, filename: str | None = None) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else None
+    return Response(body, media_type=fmt.value, headers=headers)
+
+
+def answer_response(fmt: AnswerFormat, answer: SegmentResponse, files: dict[str, bytes]) -> Response:
+    """The JSON or zip answer (the DICOM one is built from the source file: service.dicom)."""
+    if fmt is AnswerFormat.ZIP:
+        return file_response(zip_body(answer, files), fmt, "redseg-result.zip")
+    return file_response(json_body(answer, files), AnswerFormat.JSON)
+
+
+ANSWER_CONTENT = {
+    AnswerFormat.ZIP.value: {
+        "schema": {"type": "string", "format": "binary"},
+        "description": f"Accept: application/zip. {SUMMARY_FILE} (this JSON answer, image fields null) and the PNG "
+        "files asked for by `outputs`: MA_mask.png, HE_mask.png (8-bit, 255 = lesion), MA_probability.png, "
+        "HE_probability.png (16-bit, probability = value / 65535), overlay.png.",
+    },
+    AnswerFormat.DICOM.value: {
+        "schema": {"type": "string", "format": "binary"},
+        "description": "Accept: application/dicom, for a DICOM upload only. A DICOM Segmentation of the photograph "
+        "with two segments, MA and HE (BINARY masks, or FRACTIONAL probabilities with seg_type=fractional).",
+    },
+}
+"""The 200 answer's other media types, for the OpenAPI document."""
