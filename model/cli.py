@@ -6,12 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+from pydicom.dataset import Dataset
 from tqdm import tqdm
 
 from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from model.config import LESIONS
 from model.devices import resolve_device
-from model.imageio import ImageDecodeError, read_image
+from model.dicom import is_dicom, read_dicom, to_bytes
+from model.dicom_seg import SEG_TYPES, segmentation
+from model.imageio import ImageDecodeError, decode_image
 from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
 from model.rendering import LesionStats, encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
@@ -28,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "writes <stem>_MA_mask.png / <stem>_HE_mask.png (0/255), <stem>_MA_prob.png / <stem>_HE_prob.png "
         "(16-bit, p * 65535) and <stem>_overlay.png.",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF or BMP files")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF, BMP or DICOM files")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument(
         "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH", help=f"default: {DEFAULT_CHECKPOINT}"
@@ -48,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--dicom-seg",
+        choices=SEG_TYPES,
+        help="also write <stem>_seg.dcm, a DICOM Segmentation of each DICOM input: binary masks or fractional "
+        "probabilities (a non-DICOM input is then an error)",
+    )
     return parser.parse_args(argv)
 
 
@@ -58,11 +68,31 @@ def probability(text: str) -> float:
     return value
 
 
+def read_input(path: Path, dicom_seg: str | None) -> tuple[np.ndarray, Dataset | None]:
+    """RGB pixels, and the parsed DICOM file for a DICOM input."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if is_dicom(data):
+        photo = read_dicom(data)
+        return photo.pixels, photo.dataset
+    if dicom_seg:
+        raise ImageDecodeError(f"{path}: --dicom-seg needs a DICOM photograph to refer to, and this is not DICOM")
+    return decode_image(data), None
+
+
 def segment_one(
-    path: Path, out: Path, checkpoint: Checkpoint, settings: TileSettings, thresholds: dict[str, float]
+    path: Path,
+    out: Path,
+    checkpoint: Checkpoint,
+    settings: TileSettings,
+    thresholds: dict[str, float],
+    dicom_seg: str | None = None,
 ) -> dict[str, LesionStats]:
-    """Write the image's masks, 16-bit probability maps and overlay; return each lesion's statistics."""
-    image = read_image(path)
+    """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``);
+    return each lesion's statistics."""
+    image, source = read_input(path, dicom_seg)
     probabilities = predict_probabilities(checkpoint.model, image, settings)
     masks = {}
     for channel, lesion in enumerate(LESIONS):
@@ -71,6 +101,9 @@ def segment_one(
         (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks[lesion]))
         (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(levels))
     (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks)))
+    if dicom_seg:
+        seg = segmentation(source, probabilities, thresholds, dicom_seg, checkpoint.name, checkpoint.version)
+        (out / f"{path.stem}_seg.dcm").write_bytes(to_bytes(seg))
     return {lesion: lesion_stats(mask) for lesion, mask in masks.items()}
 
 
@@ -116,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(args.images, desc=PROG, unit="image", file=sys.stderr, disable=True if args.no_progress else None)
     for path in bar:
         try:
-            stats = segment_one(path, args.out, checkpoint, settings, thresholds)
+            stats = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg)
         except (ImageDecodeError, OSError) as exc:
             message = " ".join(str(exc).split())
             error(message if str(path) in message else f"{path}: {message}")

@@ -66,12 +66,14 @@ def read_dicom(data: bytes, max_pixels: int | None = None) -> DicomPhoto:
 
 
 def _uid_name(value: object) -> str:
-    name = uid.UID(str(value)).name if value else "an unnamed"
+    name = uid.UID(str(value)).name
     return f"{name} ({value})" if name != str(value) else str(value)
 
 
 def check_photograph(dataset: Dataset) -> None:
     sop_class = dataset.get("SOPClassUID")
+    if not sop_class:
+        raise DicomCorrupt("the DICOM file has no SOP Class UID (truncated, or not a DICOM object)")
     if sop_class not in PHOTOGRAPH_SOP_CLASSES:
         raise DicomUnsupported(
             f"the DICOM file is a {_uid_name(sop_class)} object, not a photograph RedSeg reads: send "

@@ -3,9 +3,14 @@ uncompressed (RGB), JPEG baseline (YBR_FULL_422, as fundus cameras write them) o
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -59,3 +64,28 @@ def to_bytes(ds: Dataset) -> bytes:
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def sample_rgb(width: int = 120, height: int = 80) -> np.ndarray:
+    """The sample IDRiD photograph (assets/, CC BY 4.0), shrunk, RGB uint8."""
+    image = Image.open(Path(__file__).resolve().parents[1] / "assets" / "IDRiD_05.jpg").convert("RGB")
+    return np.asarray(image.resize((width, height), Image.Resampling.BOX))
+
+
+DCIODVFY = shutil.which("dciodvfy")
+REQUIRE_TOOLS = os.environ.get("REDSEG_REQUIRE_DICOM_TOOLS") == "1"
+"""CI sets it (.ci/run installs dicom3tools and Orthanc): a missing tool then fails its test instead of skipping it."""
+
+
+def dciodvfy_errors(data: bytes, scratch: Path) -> list[str]:
+    """The 'Error' lines of dicom3tools' IOD validator on a DICOM file (warnings are not errors)."""
+    if DCIODVFY is None:
+        if REQUIRE_TOOLS:
+            raise AssertionError("REDSEG_REQUIRE_DICOM_TOOLS=1 but dciodvfy (Debian's dicom3tools) is not installed")
+        pytest.skip("dciodvfy (Debian's dicom3tools) is not installed")
+    path = scratch / "validate.dcm"
+    path.write_bytes(data)
+    result = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert any("Segmentation" in line for line in lines[:3]), lines[:5]  # it recognised the IOD
+    return [line for line in lines if line.startswith("Error")]

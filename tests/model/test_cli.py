@@ -157,3 +157,21 @@ def test_inputs_sharing_a_stem_are_refused_before_any_work(tmp_path, checkpoint,
     assert code == 2
     assert "stem a" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_dicom_input_and_dicom_seg_output(tmp_path, checkpoint, images, capsys):
+    import pydicom
+
+    from tests.dicom_files import photograph, to_bytes
+
+    dicom = tmp_path / "in" / "c.dcm"
+    dicom.write_bytes(to_bytes(photograph(fundus_like(64, 96, seed=3), "jpeg")))
+    code = main([str(dicom), str(images[0]), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--dicom-seg", "binary"])
+    assert code == 1  # the PNG input cannot have a SEG: reported, and the DICOM one still done
+    assert "--dicom-seg needs a DICOM photograph" in capsys.readouterr().err
+    seg = pydicom.dcmread(tmp_path / "out" / "c_seg.dcm")
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    frames = seg.pixel_array  # (segments, rows, columns), MA then HE
+    for index, lesion in enumerate(LESIONS):
+        assert np.array_equal(frames[index] > 0, read(tmp_path / "out" / f"c_{lesion}_mask.png") > 0)
