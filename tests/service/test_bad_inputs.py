@@ -13,6 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
+from pydicom import uid
+
+from tests.dicom_files import photograph
+from tests.dicom_files import to_bytes as dicom_bytes
 from tests.service.helpers import MAX_UPLOAD_BYTES, png
 
 BOUNDARY = "redsegtestboundary"
@@ -105,6 +109,40 @@ def get_segment(http: httpx.Client) -> int:
     return http.get("/segment").status_code
 
 
+def dicom_cases(small_rgb: np.ndarray) -> dict[str, tuple[Callable[[httpx.Client], int], int]]:
+    def dcm(ds, accept: str = "application/json", **params) -> Callable[[httpx.Client], int]:
+        data = dicom_bytes(ds) if not isinstance(ds, bytes) else ds
+        return lambda http: http.post(
+            "/segment", files={"image": ("x.dcm", data, "application/dicom")}, params=params, headers={"Accept": accept}
+        ).status_code
+
+    report = photograph(small_rgb)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = uid.BasicTextSRStorage
+    jpeg2000 = photograph(small_rgb, "jpeg")
+    jpeg2000.file_meta.TransferSyntaxUID = uid.JPEG2000
+    bomb = photograph(small_rgb)
+    bomb.Rows, bomb.Columns = 40000, 40000
+    jpeg = dicom_bytes(photograph(small_rgb, "jpeg"))
+    return {
+        "DICOM structured report": (dcm(report), 415),
+        "DICOM in JPEG 2000 (unsupported transfer syntax)": (dcm(jpeg2000), 415),
+        "truncated DICOM": (dcm(jpeg[: len(jpeg) // 2]), 400),
+        "DICOM preamble only": (dcm(jpeg[:132]), 400),
+        "DICOM declaring 40000x40000 pixels": (dcm(bomb), 413),
+        "DICOM SEG asked for a PNG upload, Accept: application/dicom": (
+            lambda http: http.post(
+                "/segment", files={"image": ("x.png", png(small_rgb), "image/png")}, headers={"Accept": "application/dicom"}
+            ).status_code,
+            406,
+        ),
+        "Accept: text/html": (dcm(jpeg, "text/html"), 406),
+        "unknown seg_type": (dcm(jpeg, "application/dicom", seg_type="probabilistic"), 422),
+        "DICOM OP, JPEG baseline YBR_FULL_422": (dcm(jpeg), 200),
+        "DICOM OP, uncompressed RGB, as DICOM SEG": (dcm(photograph(small_rgb), "application/dicom"), 200),
+        "DICOM VL photographic, as zip": (dcm(photograph(small_rgb, "rle", uid.VLPhotographicImageStorage), "application/zip"), 200),
+    }
+
+
 def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callable[[httpx.Client], int], int]]:
     small_png = png(small_rgb)
     small_jpeg = encoded(".jpg", cv2.cvtColor(small_rgb, cv2.COLOR_RGB2BGR))
@@ -156,7 +194,7 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "16-bit PNG": (upload(png(deep)), 200),
         "16-bit grey TIFF": (upload(encoded(".tiff", (grey.astype(np.uint16) * 257)), "x.tif", "image/tiff"), 200),
         "BMP": (upload(encoded(".bmp", small_rgb), "x.bmp", "image/bmp"), 200),
-    }
+    } | dicom_cases(small_rgb)
 
 
 CASE_NAMES = list(build_cases(np.zeros((8, 8, 3), np.uint8), b"\xff\xd8\xff").keys())
