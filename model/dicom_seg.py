@@ -79,6 +79,7 @@ def segmentation(
         series_description=f"RedSeg red lesions ({seg_type})",
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
         max_fractional_value=255,
+        omit_empty_frames=False,  # one frame per segment, MA then HE, even when a lesion is absent
     )
     # Type 2C without a patient coordinate system; highdicom leaves it out. The masks share the
     # photograph's pixel grid, so they share its orientation.

@@ -69,3 +69,10 @@ def pixels_of(seg: hd.seg.Segmentation, source) -> np.ndarray:
     """(rows, columns, segments): the SEG read back from its bytes, fractional values rescaled to 0..1."""
     read = hd.seg.Segmentation.from_dataset(pydicom.dcmread(BytesIO(to_bytes(seg))))
     return read.get_pixels_by_source_instance([source.SOPInstanceUID], combine_segments=False, rescale_fractional=True)[0]
+
+
+def test_an_absent_lesion_keeps_its_empty_frame(source, probabilities):
+    only_ma = probabilities.copy()
+    only_ma[1] = 0.0
+    seg = pydicom.dcmread(BytesIO(to_bytes(segmentation(source, only_ma, THRESHOLDS, "binary", "m", "1"))))
+    assert seg.NumberOfFrames == 2 and seg.pixel_array[0].any() and not seg.pixel_array[1].any()

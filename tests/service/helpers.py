@@ -23,6 +23,7 @@ import uvicorn
 from model import RedSeg, RedSegConfig, save_checkpoint
 from service.app import create_app
 from service.settings import Settings
+from tests.processes import free_port  # noqa: F401  (re-exported for the service tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
@@ -88,12 +89,6 @@ def serve_in_thread(settings: Settings, wait: bool = True) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def uvicorn_subprocess(env: dict[str, str], port: int) -> subprocess.Popen:
