@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from pydicom.dataset import Dataset
 
@@ -9,6 +11,9 @@ from model.checkpoint import Checkpoint
 from model.dicom import DicomCorrupt, DicomPhoto, DicomTooLarge, DicomUnsupported, read_dicom
 from model.dicom_seg import segmentation, to_bytes
 from service.errors import ServiceError
+
+# highdicom logs every module it copies into a SEG at INFO; the service's log is for requests.
+logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 _STATUS = {DicomUnsupported: (415, "unsupported_dicom"), DicomCorrupt: (400, "corrupt"), DicomTooLarge: (413, "too_many_pixels")}
 

@@ -58,3 +58,22 @@ def test_fractional_seg_carries_the_probabilities(client: httpx.Client, dicom_ph
 def test_dicom_answer_for_a_png_upload_is_406(client: httpx.Client, small_png: bytes):
     response = client.post("/segment", files={"image": ("x.png", small_png, "image/png")}, headers={"Accept": "application/dicom"})
     assert response.status_code == 406 and "DICOM upload" in response.json()["detail"]
+
+
+def test_no_patient_data_reaches_logs_or_metrics(checkpoint, dicom_photo: bytes, caplog):
+    import logging
+
+    from tests.dicom_files import PATIENT
+    from tests.service.helpers import make_settings, serve_in_thread
+
+    broken = dicom_photo[: len(dicom_photo) // 2]
+    caplog.set_level(logging.DEBUG)
+    with serve_in_thread(make_settings(checkpoint)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        statuses = [post(http, data, accept).status_code for data, accept in
+                    [(dicom_photo, "application/json"), (dicom_photo, "application/dicom"), (broken, "application/dicom")]]
+        metrics = http.get("/metrics").text
+    assert statuses == [200, 200, 400]
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert caplog.records  # the log was captured, so its check below means something
+    for value in (PATIENT["PatientName"], PATIENT["PatientName"].split("^")[0], PATIENT["PatientID"], PATIENT["PatientBirthDate"]):
+        assert value not in logged and value not in metrics
