@@ -31,10 +31,12 @@ class LesionResult(BaseModel):
     area_fraction: float = Field(description="area_pixels / (width * height).")
     components: int = Field(description="Connected regions (8-connectivity) in the mask.")
     mask_png: str | None = Field(
-        None, description="Base64 8-bit grey PNG at the upload's resolution: 255 lesion, 0 background (outputs=masks)."
+        None, description="Base64 8-bit grey PNG at the upload's resolution: 255 lesion, 0 background (outputs=masks). "
+        "Null in the zip answer's result.json, where it is the file <lesion>_mask.png."
     )
     probability_png: str | None = Field(
-        None, description="Base64 16-bit grey PNG at the upload's resolution: probability = value / 65535 (outputs=probabilities)."
+        None, description="Base64 16-bit grey PNG at the upload's resolution: probability = value / 65535 (outputs=probabilities). "
+        "Null in the zip answer's result.json, where it is the file <lesion>_probability.png."
     )
 
 
@@ -71,7 +73,7 @@ class SegmentResponse(BaseModel):
     overlay_png: str | None = Field(
         None,
         description="Base64 RGB PNG of the photo with MA tinted and outlined in yellow and HE in cyan, MA drawn on top "
-        "where both cover a pixel (outputs=overlay).",
+        "where both cover a pixel (outputs=overlay). Null in the zip answer's result.json, where it is the file overlay.png.",
     )
     timings: Timings
 
