@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from model import load_checkpoint, predict_probabilities  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.config import LESIONS  # noqa: E402
-from model.dicom import read_dicom  # noqa: E402
-from model.dicom_seg import segmentation, to_bytes  # noqa: E402
+from model.dicom import read_dicom, to_bytes  # noqa: E402
+from model.dicom_seg import segmentation  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import parse_outputs, render  # noqa: E402
 from service.responses import AnswerFormat, answer_response  # noqa: E402

@@ -114,3 +114,10 @@ def decode_pixels(dataset: Dataset) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=2)
     return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+def to_bytes(dataset: Dataset) -> bytes:
+    """A dataset as a DICOM Part 10 file (preamble, file meta, dataset)."""
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

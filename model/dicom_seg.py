@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from io import BytesIO
 
 import highdicom as hd
 import numpy as np
@@ -109,9 +108,3 @@ def highdicom_source(source: Dataset) -> Dataset:
         shared.PixelMeasuresSequence = hd.PixelMeasuresSequence(pixel_spacing=source.PixelSpacing, slice_thickness=None)
     stand_in.SharedFunctionalGroupsSequence = [shared]
     return stand_in
-
-
-def to_bytes(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()

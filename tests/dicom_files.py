@@ -16,6 +16,8 @@ from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
+from model.dicom import to_bytes  # noqa: F401  (the tests write their photographs with it)
+
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "RS-0001", "PatientBirthDate": "19600101", "PatientSex": "F"}
 
 
@@ -58,12 +60,6 @@ def photograph(
     else:
         raise ValueError(encoding)
     return ds
-
-
-def to_bytes(ds: Dataset) -> bytes:
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def sample_rgb(width: int = 120, height: int = 80) -> np.ndarray:

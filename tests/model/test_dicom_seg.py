@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from model.dicom import read_dicom
-from model.dicom_seg import LESION_CODES, segmentation, to_bytes
+from model.dicom import read_dicom, to_bytes
+from model.dicom_seg import LESION_CODES, segmentation
 from tests.dicom_files import PATIENT, dciodvfy_errors, photograph, sample_rgb, to_bytes as file_bytes
 
 THRESHOLDS = {"MA": 0.5, "HE": 0.3}
