@@ -162,7 +162,7 @@ def test_inputs_sharing_a_stem_are_refused_before_any_work(tmp_path, checkpoint,
 def test_dicom_input_and_dicom_seg_output(tmp_path, checkpoint, images, capsys):
     import pydicom
 
-    from tests.dicom_files import photograph, to_bytes
+    from tests.dicom_files import dciodvfy_errors, photograph, to_bytes
 
     dicom = tmp_path / "in" / "c.dcm"
     dicom.write_bytes(to_bytes(photograph(fundus_like(64, 96, seed=3), "jpeg")))
@@ -170,6 +170,7 @@ def test_dicom_input_and_dicom_seg_output(tmp_path, checkpoint, images, capsys):
                  "--dicom-seg", "binary"])
     assert code == 1  # the PNG input cannot have a SEG: reported, and the DICOM one still done
     assert "--dicom-seg needs a DICOM photograph" in capsys.readouterr().err
+    assert dciodvfy_errors((tmp_path / "out" / "c_seg.dcm").read_bytes(), tmp_path) == []
     seg = pydicom.dcmread(tmp_path / "out" / "c_seg.dcm")
     assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
     frames = seg.pixel_array  # (segments, rows, columns), MA then HE

@@ -43,9 +43,10 @@ def test_dicom_seg_answer_matches_the_json_masks(client: httpx.Client, dicom_pho
         assert np.array_equal(seg.pixel_array[index] > 0, mask)
 
 
-def test_fractional_seg_carries_the_probabilities(client: httpx.Client, dicom_photo: bytes):
+def test_fractional_seg_carries_the_probabilities(client: httpx.Client, dicom_photo: bytes, tmp_path):
     as_json = post(client, dicom_photo).json()
     as_seg = post(client, dicom_photo, "application/dicom", seg_type="fractional")
+    assert dciodvfy_errors(as_seg.content, tmp_path) == []
     seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(BytesIO(as_seg.content)))
     assert seg.SegmentationType == "FRACTIONAL"
     source_uid = pydicom.dcmread(BytesIO(dicom_photo)).SOPInstanceUID

@@ -24,7 +24,7 @@ import pydicom
 import pytest
 
 from model.config import LESIONS
-from tests.dicom_files import REQUIRE_TOOLS, photograph, sample_rgb, to_bytes
+from tests.dicom_files import REQUIRE_TOOLS, dciodvfy_errors, photograph, sample_rgb, to_bytes
 from tests.processes import free_port, running
 from tests.service.test_segment import decode_png
 
@@ -76,7 +76,7 @@ def wado(pacs: httpx.Client, study: str, series: str, instance: str) -> bytes:
     return part
 
 
-def test_photograph_from_orthanc_to_redseg_and_its_seg_back(orthanc: str, client: httpx.Client):
+def test_photograph_from_orthanc_to_redseg_and_its_seg_back(orthanc: str, client: httpx.Client, tmp_path):
     photo = photograph(sample_rgb(), "jpeg")
     study, series, instance = photo.StudyInstanceUID, photo.SeriesInstanceUID, photo.SOPInstanceUID
     with httpx.Client(base_url=orthanc, timeout=60) as pacs:
@@ -93,8 +93,10 @@ def test_photograph_from_orthanc_to_redseg_and_its_seg_back(orthanc: str, client
         (seg_series,) = [item["0020000E"]["Value"][0] for item in found]
         (seg_instance,) = [item["00080018"]["Value"][0] for item in
                            pacs.get(f"/dicom-web/studies/{study}/series/{seg_series}/instances").json()]
-        seg = pydicom.dcmread(BytesIO(wado(pacs, study, seg_series, seg_instance)))
+        stored = wado(pacs, study, seg_series, seg_instance)
+        seg = pydicom.dcmread(BytesIO(stored))
 
+    assert dciodvfy_errors(stored, tmp_path) == []  # as Orthanc keeps and serves it
     assert seg.Modality == "SEG" and seg_series != series and seg.PatientID == photo.PatientID
     referenced = seg.ReferencedSeriesSequence[0]
     assert referenced.SeriesInstanceUID == series
