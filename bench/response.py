@@ -36,6 +36,7 @@ from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.config import LESIONS  # noqa: E402
 from model.dicom import read_dicom, to_bytes  # noqa: E402
 from model.dicom_seg import segmentation  # noqa: E402
+from model.rendering import threshold_level  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import parse_outputs, render  # noqa: E402
 from service.responses import AnswerFormat, answer_response  # noqa: E402
@@ -59,12 +60,12 @@ def before(image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, f
         ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         return base64.b64encode(buffer.tobytes()).decode("ascii")
 
-    masks = {l: np.where(probabilities[c] >= thresholds[l], np.uint8(255), np.uint8(0)) for c, l in enumerate(LESIONS)}
+    levels = {l: np.rint(np.clip(probabilities[c], 0.0, 1.0) * 65535.0).astype(np.uint16) for c, l in enumerate(LESIONS)}
+    masks = {l: np.where(levels[l] >= threshold_level(thresholds[l]), np.uint8(255), np.uint8(0)) for l in LESIONS}
     futures = {}
-    for c, lesion in enumerate(LESIONS):
+    for lesion in LESIONS:
         futures[lesion, "mask_png"] = pool.submit(png_b64, masks[lesion])
-        uint16 = lambda c=c: np.rint(np.clip(probabilities[c], 0.0, 1.0) * 65535.0).astype(np.uint16)  # noqa: E731
-        futures[lesion, "probability_png"] = pool.submit(lambda u=uint16: png_b64(u()))
+        futures[lesion, "probability_png"] = pool.submit(png_b64, levels[lesion])
     lesions = {}
     for lesion in LESIONS:
         binary = (masks[lesion] > 0).astype(np.uint8)

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=PROG,
         description="Segment microaneurysms (MA) and haemorrhages (HE) in fundus photographs. For each image "
         "writes <stem>_MA_mask.png / <stem>_HE_mask.png (0/255), <stem>_MA_prob.png / <stem>_HE_prob.png "
-        "(16-bit, p * 65535) and <stem>_overlay.png.",
+        "(16-bit, p * 65535) and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF, BMP or DICOM files")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")

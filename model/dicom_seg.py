@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from model.config import LESIONS
+from model.rendering import binary_mask
 
 SEG_TYPES = ("binary", "fractional")
 """binary: the thresholded masks; fractional: the probabilities (0..1 in 255 steps)."""
@@ -55,7 +56,8 @@ def segmentation(
 ) -> hd.seg.Segmentation:
     """A SEG of ``source`` from ``probabilities`` (2, H, W), channels in ``LESIONS`` order."""
     if seg_type == "binary":
-        planes = np.stack([probabilities[c] >= thresholds[lesion] for c, lesion in enumerate(LESIONS)], axis=-1)
+        # The same masks as the PNG answers': thresholded on the 16-bit levels (model.rendering).
+        planes = np.stack([binary_mask(probabilities[c], thresholds[lesion]) > 0 for c, lesion in enumerate(LESIONS)], axis=-1)
         kind = hd.seg.SegmentationTypeValues.BINARY
     elif seg_type == "fractional":
         planes = np.clip(np.moveaxis(probabilities, 0, -1), 0.0, 1.0)

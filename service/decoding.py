@@ -1,8 +1,9 @@
 """Turning untrusted upload bytes into an RGB uint8 image, or a precise client error.
 
 The data is decoded from memory (never written to disk). Only the four formats of
-the service contract and DICOM photographs (service/dicom.py) reach a decoder; OpenCV's own pixel limits (set in
-``service/__init__``) stop decompression bombs before they allocate.
+the service contract and DICOM photographs (service/dicom.py) reach a decoder;
+OpenCV's own pixel limits (set in ``service/__init__``) stop decompression bombs
+before they allocate.
 """
 
 from __future__ import annotations
