@@ -10,14 +10,14 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from model.config import LESIONS
-from service.decoding import decode_photo
-from service.dicom import require_dicom_source, segmentation_bytes
-from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from model.dicom_seg import SEG_TYPES
+from service.decoding import decode_photo
+from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
+from service.dicom import require_dicom_source, segmentation_bytes
 from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
-from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
+from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, QueueFull, WorkerPool
 
