@@ -1,14 +1,18 @@
-"""Service benchmark: what HTTP adds to the in-process pipeline, and throughput under 4 clients.
+"""Service benchmark: a whole HTTP request against the network's old cost, and throughput under 4 clients.
 
     .venv/bin/python bench/service.py [--checkpoint PATH] [--image assets/IDRiD_05.jpg]
                                       [--requests 3] [--concurrent-requests 8] [--clients 4]
 
-In one run on the same image, model and settings:
-(a) the in-process pipeline (decode, tiled inference, masks + PNG encoding: the functions the
-    service calls) against HTTP POST /segment on a uvicorn server started here on loopback,
-    interleaved, means compared (target: HTTP / in-process <= 1.10);
-(b) throughput with ``--clients`` concurrent clients against the single client of (a)
-    (target: >= 0.95 of the single-client rate, no request lost).
+In one run on the same image and model, interleaved, medians compared:
+(a) the reference: one whole-image forward of the network at the working scale in fp32 with the
+    NCHW layout (what the network alone cost before the fast CPU path), in this process;
+(j) HTTP POST /segment with the default outputs and the JSON answer, on a uvicorn server started
+    here on loopback (the fast path, as served);
+(z) the same request with ``Accept: application/zip``;
+(p) for reference, the in-process pipeline the service runs (decode, inference, render).
+Targets: (j)/(a) <= 1.0 and (z)/(a) <= 1.0: the whole request costs no more than the network used to.
+Then throughput with ``--clients`` concurrent clients against the single client of (j)
+(target: >= 0.95 of the single-client rate, no request lost).
 
 Uses the bundled checkpoint when present, else ``--checkpoint``; with neither, a freshly saved
 full-width random-init network (timing only: its masks mean nothing, and the output says so).
@@ -32,11 +36,13 @@ sys.path.insert(0, str(ROOT))
 
 import service  # noqa: E402,F401  (first: OpenCV limits, as in the server)
 
+import cv2  # noqa: E402
 import httpx  # noqa: E402
 import torch  # noqa: E402
 
 from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, save_checkpoint  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from model.inference import working_size  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
@@ -81,6 +87,25 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> N
     raise SystemExit("the server did not become ready")
 
 
+def checked(result: tuple[float, int]) -> float:
+    seconds, status = result
+    assert status == 200, status
+    return seconds
+
+
+def nchw_fp32_copy(model: RedSeg) -> RedSeg:
+    copy = RedSeg(model.config).eval()
+    copy.load_state_dict(model.state_dict())
+    return copy.to(next(model.parameters()).device, memory_format=torch.contiguous_format)
+
+
+def working_scale_input(model: RedSeg, image) -> torch.Tensor:
+    """The normalised image at the working scale, as the whole-image forward of the old path took it."""
+    height, width = working_size(*image.shape[:2], model.config.working_long_side)
+    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return model.normalize(torch.from_numpy(small).permute(2, 0, 1)[None]).contiguous()
+
+
 def free_port() -> int:
     import socket
 
@@ -93,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint to serve (default: the bundled one, else random init)")
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
-    parser.add_argument("--requests", type=int, default=3, help="interleaved in-process / HTTP pairs (a)")
+    parser.add_argument("--requests", type=int, default=3, help="interleaved rounds of (a), (j), (z), (p)")
     parser.add_argument("--concurrent-requests", type=int, default=8, help="requests sent by the clients in (b)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outputs", default=DEFAULT_OUTPUTS)
@@ -114,6 +139,15 @@ def main() -> None:
             wait_ready(url, server)
             print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}")
 
+            reference_model = nchw_fp32_copy(ckpt.model)
+            working = working_scale_input(ckpt.model, decode_upload(data, settings.max_pixels))
+
+            def reference() -> float:
+                started = time.perf_counter()
+                with torch.inference_mode():
+                    torch.sigmoid(reference_model(working).fused)
+                return time.perf_counter() - started
+
             def in_process() -> float:
                 started = time.perf_counter()
                 image = decode_upload(data, settings.max_pixels)
@@ -123,21 +157,25 @@ def main() -> None:
 
             http = httpx.Client(base_url=url, timeout=600)
 
-            def over_http(client: httpx.Client = http) -> tuple[float, int]:
+            def over_http(client: httpx.Client = http, accept: str = "application/json") -> tuple[float, int]:
                 started = time.perf_counter()
                 response = client.post("/segment", files={"image": ("image.jpg", data, "image/jpeg")},
-                                       params={"outputs": args.outputs})
+                                       params={"outputs": args.outputs}, headers={"Accept": accept})
                 return time.perf_counter() - started, response.status_code
 
-            over_http()  # first request through the HTTP stack
-            local, remote = [], []
+            variants = {"(a) network alone, fp32 NCHW": reference,
+                        "(j) HTTP /segment, JSON": lambda: checked(over_http()),
+                        "(z) HTTP /segment, zip": lambda: checked(over_http(accept="application/zip")),
+                        "(p) in-process pipeline": in_process}
+            times = {name: [] for name in variants}
+            for fn in variants.values():
+                fn()  # warm-up
             for i in range(args.requests):
-                local.append(in_process())
-                seconds, status = over_http()
-                assert status == 200, status
-                remote.append(seconds)
-                print(f"  pair {i + 1}: in-process {local[-1]:.3f} s, HTTP {remote[-1]:.3f} s")
-            single_rate = len(remote) / sum(remote)
+                for name, fn in variants.items():
+                    times[name].append(fn())
+                print("  round " + str(i + 1) + ": " + ", ".join(f"{name.split()[0]} {t[-1]:.3f} s" for name, t in times.items()))
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            single_rate = 1 / medians["(j) HTTP /segment, JSON"]
 
             lock = threading.Lock()
             statuses: list[int] = []
@@ -164,9 +202,14 @@ def main() -> None:
             server.terminate()
             server.wait(30)
 
-    ratio = statistics.mean(remote) / statistics.mean(local)
-    print(f"(a) in-process pipeline {statistics.mean(local):.3f} s, HTTP /segment {statistics.mean(remote):.3f} s "
-          f"(means of {args.requests}): ratio {ratio:.3f} (target <= 1.10) {'OK' if ratio <= 1.10 else 'MISSED'}")
+    print()
+    print(f"| measurement (median of {args.requests}, interleaved) | seconds | / (a) |")
+    print("|---|---:|---:|")
+    for name, value in medians.items():
+        print(f"| {name} | {value:.3f} | {value / medians['(a) network alone, fp32 NCHW']:.3f} |")
+    for name in ("(j) HTTP /segment, JSON", "(z) HTTP /segment, zip"):
+        ratio = medians[name] / medians["(a) network alone, fp32 NCHW"]
+        print(f"{name} / (a) = {ratio:.3f} (target <= 1.0) {'OK' if ratio <= 1.0 else 'MISSED'}")
     share = multi_rate / single_rate
     lost = args.concurrent_requests - ok
     others = {status: statuses.count(status) for status in sorted(set(statuses)) if status != 200}
