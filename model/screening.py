@@ -37,7 +37,7 @@ GRADABLE_SCALE = 512
 GRADABLE_WINDOW = 0.05
 """Side of the local brightness window, as a share of the field of view's diameter."""
 DARK_LEVEL = 0.25
-"""A pixel is too dark when its local green brightness is below this share of the field's median."""
+"""A pixel is too dark when its local green brightness is below this share of the field's 75th percentile."""
 SATURATED_LEVEL = 250
 """A pixel is washed out when its local brightness (largest RGB channel, 0..255) reaches this."""
 
@@ -76,7 +76,7 @@ def gradable_fraction(image: np.ndarray) -> float:
     weight = cv2.blur(fov.astype(np.float32), (window, window))
     green = cv2.blur(small[..., 1].astype(np.float32) * fov, (window, window)) / np.maximum(weight, 1e-6)
     brightest = cv2.blur(small.max(axis=2).astype(np.float32) * fov, (window, window)) / np.maximum(weight, 1e-6)
-    dark = green < DARK_LEVEL * float(np.median(small[..., 1][fov]))
+    dark = green < DARK_LEVEL * float(np.percentile(small[..., 1][fov], 75))
     washed_out = brightest >= SATURATED_LEVEL
     return float((fov & ~dark & ~washed_out).sum() / fov.sum())
 
@@ -123,8 +123,7 @@ def lesion_counts(
 def feature_names(levels: Iterable[str] = LEVELS) -> list[str]:
     """Every feature ``image_features`` can give: ``<lesion>_<count|area>_<level>``, soft area, maximum."""
     names = [f"{lesion}_{kind}_{level}" for level in levels for lesion in LESIONS for kind in ("count", "area")]
-    names += [f"{lesion}_{kind}" for lesion in LESIONS for kind in ("soft", "max")]
-    return names + ["fov_fraction", "gradable_fraction"]
+    return names + [f"{lesion}_{kind}" for lesion in LESIONS for kind in ("soft", "max")]
 
 
 def image_features(
@@ -133,12 +132,12 @@ def image_features(
     fov: FieldOfView,
     names: Iterable[str] | None = None,
 ) -> dict[str, float]:
-    """The named features (default: all) of one photograph; areas are shares of the field of view."""
+    """The named features (default: all) of one photograph for the referral score; areas are shares of the field of view."""
     names = list(feature_names() if names is None else names)
     unknown = sorted(set(names) - set(feature_names()))
     if unknown:
         raise ValueError(f"unknown screening features {unknown}")
-    features: dict[str, float] = {"fov_fraction": fov.fraction_of_image, "gradable_fraction": fov.gradable_fraction}
+    features: dict[str, float] = {}
     levels = [level for level in LEVELS if any(name.endswith(f"_{level}") for name in names)]
     for level in levels:
         for lesion, found in lesion_counts(probabilities, thresholds, fov.area_pixels, level).items():
