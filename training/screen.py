@@ -19,6 +19,7 @@ import numpy as np
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, model_digest, write_screening
 from model.cli import resolve_device
 from model.inference import TileSettings
+from model.precision import PRECISIONS
 from model.referral import DISCLAIMER, ReferralScore
 from model.screening import feature_names
 from training.grading import DEFAULT_ROOT, REFERABLE_GRADE, GradedImage, list_graded
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help="per-model feature cache")
     parser.add_argument("--limit", type=int, help="only the first N photographs (a quick check)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as the service's REDSEG_PRECISION")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     args.features = [name.strip() for name in args.features.split(",") if name.strip()]
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetLayoutError, CheckpointError, RuntimeError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    features = extract_features(images, checkpoint, digest, TileSettings(), args.cache, not args.no_progress)
+    tiles = TileSettings(precision=args.precision)
+    features = extract_features(images, checkpoint, digest, tiles, args.cache, not args.no_progress)
     rows = [features[image.name] for image in images]
     metrics, score, scores = validate(images, rows, args)
     write_report(args.out, images, rows, metrics, scores)

@@ -1,7 +1,7 @@
 """Screening features of graded photographs, cached per model so that refitting the score costs no inference.
 
 The cache is one JSON-lines file per model (``model_digest``: weights, config and thresholds, so
-rewriting a checkpoint's referral score keeps it), feature version and tile settings, appended to
+rewriting a checkpoint's referral score keeps it), feature version, tile settings and precision, appended to
 after every photograph: an interrupted run resumes where it stopped.
 """
 
@@ -14,20 +14,25 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from model.checkpoint import Checkpoint
 from model.imageio import read_image
 from model.inference import TileSettings, predict_probabilities
+from model.precision import uses_bf16
 from model.screening import FEATURES_VERSION, field_of_view, image_features
 from training.grading import GradedImage
 
 DEFAULT_CACHE = Path(".cache") / "screening"
 
 
-def cache_file(cache_dir: Path, digest: str, tiles: TileSettings) -> Path:
-    tiles_key = hashlib.sha256(json.dumps(asdict(tiles), sort_keys=True).encode()).hexdigest()[:8]
-    return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-tiles-{tiles_key}.jsonl"
+def cache_file(cache_dir: Path, digest: str, tiles: TileSettings, device: torch.device) -> Path:
+    """One file per model, feature version, tile settings and the precision ``tiles.precision`` gives on ``device``."""
+    precision = "bf16" if uses_bf16(device, tiles.precision) else "fp32"
+    settings = asdict(tiles) | {"precision": precision}
+    tiles_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-{precision}-tiles-{tiles_key}.jsonl"
 
 
 def read_cache(path: Path) -> dict[str, dict[str, float]]:
@@ -61,7 +66,7 @@ def extract_features(
     progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Features of every photograph, from the cache where present, by inference (and cached) otherwise."""
-    path = cache_file(cache_dir, digest, tiles)
+    path = cache_file(cache_dir, digest, tiles, next(checkpoint.model.parameters()).device)
     cached = read_cache(path)
     missing = [image for image in images if image.name not in cached]
     if missing:
