@@ -22,25 +22,24 @@ def viewer() -> FileResponse:
     return FileResponse(VIEWER_DIR / "index.html", media_type="text/html")
 
 
+ASSETS = "/static/docs"
+DOCS_PAGE = dict(openapi_url="/openapi.json", title="RedSeg API")
+
+
 @router.get("/docs")
 def swagger_ui() -> HTMLResponse:
     return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="RedSeg API",
-        swagger_js_url="/static/docs/swagger-ui-bundle.js",
-        swagger_css_url="/static/docs/swagger-ui.css",
-        swagger_favicon_url="/static/docs/favicon.png",
+        **DOCS_PAGE,
+        swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}/favicon.png",
     )
 
 
 @router.get("/redoc")
 def redoc() -> HTMLResponse:
     return get_redoc_html(
-        openapi_url="/openapi.json",
-        title="RedSeg API",
-        redoc_js_url="/static/docs/redoc.standalone.js",
-        redoc_favicon_url="/static/docs/favicon.png",
-        with_google_fonts=False,
+        **DOCS_PAGE, redoc_js_url=f"{ASSETS}/redoc.standalone.js", redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False
     )
 
 
@@ -48,4 +47,4 @@ def install_pages(app: FastAPI) -> None:
     """The viewer, /docs and /redoc, and their static files (the app must be built with docs_url=None)."""
     app.include_router(router)
     app.mount("/static/viewer", StaticFiles(directory=VIEWER_DIR), name="viewer")
-    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    app.mount(ASSETS, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from model.checkpoint import DEFAULT_CHECKPOINT
-from tests.service.helpers import ROOT, SAMPLE, free_port, uvicorn_subprocess, wait_ready
+from tests.service.helpers import ROOT, SAMPLE, running_uvicorn
 
 TOKEN = "viewer-test-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,19 +38,9 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 @pytest.fixture(scope="module")
 def bundled_server() -> Iterator[str]:
     """The bundled model behind a token, as `make serve` runs it."""
-    port = free_port()
     env = {"REDSEG_CHECKPOINT": str(DEFAULT_CHECKPOINT), "REDSEG_DEVICE": "cpu", "REDSEG_API_TOKEN": TOKEN}
-    process = uvicorn_subprocess(env, port)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, timeout_s=180, alive=lambda: process.poll() is None)
+    with running_uvicorn(env, timeout_s=180) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
