@@ -2,7 +2,7 @@
 
 Segments every graded photograph (features cached per model), cross-validates the referral score
 against referable DR (grade >= 2) next to single-feature and simple-rule baselines, writes
-``metrics.json``, ``per_image.csv``, ``roc.png`` and ``score_by_grade.png`` to ``--out``, and with
+``metrics.json``, ``per_image.csv``, ``table.md``, ``roc.png`` and ``score_by_grade.png`` to ``--out``, and with
 ``--write`` stores the score fitted on all photographs in the checkpoint's metadata.
 """
 
@@ -87,6 +87,7 @@ def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespa
     score = fit_score(rows, labels, args.features, operating_point)
     score = ReferralScore(**(score.to_dict() | {"validation": validation}))
     metrics = {
+        "fitted_score": score.to_dict(),
         "checkpoint": str(args.checkpoint),
         "features": args.features,
         "score": score_figures | {"operating_point_final": operating_point},
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [features[image.name] for image in images]
     metrics, score, scores = validate(images, rows, args)
     write_report(args.out, images, rows, metrics, scores)
-    print(format_table(metrics))
+    table = format_table(metrics)
+    (args.out / "table.md").write_text(table + "\n")
+    print(table)
     print(f"operating point of the refitted score: {score.operating_point:.4f}; report in {args.out}")
     if args.write:
         write_screening(args.checkpoint, score.to_dict())
