@@ -30,6 +30,7 @@ from training.screen_fit import (
     TARGET_SENSITIVITY,
     auc_with_interval,
     cross_validate,
+    cross_validated_rule,
     fit_score,
     rule_figures,
     threshold_for_sensitivity,
@@ -38,8 +39,9 @@ from training.screen_plots import plot_roc, plot_score_by_grade
 
 PROG = "redseg-screen"
 SINGLE_FEATURES = {"HE count": "HE_count_op", "MA count": "MA_count_op", "HE area": "HE_area_op", "MA area": "MA_area_op"}
-RULES = {"any HE": ("HE_count_op", 1), "MA count >= 1": ("MA_count_op", 1), "MA count >= 5": ("MA_count_op", 5)}
-RULES |= {"MA count >= 10": ("MA_count_op", 10), "HE count >= 3": ("HE_count_op", 3)}
+RULES = {"any HE": ("HE_count_op", 1), "any MA": ("MA_count_op", 1), "MA count >= 5": ("MA_count_op", 5)}
+FOLD_RULES = {"HE count >= N (N per fold)": "HE_count_op", "MA count >= N (N per fold)": "MA_count_op"}
+"""Count rules whose N is chosen in each fold, as the score's operating point is."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,7 +95,11 @@ def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespa
         "score": score_figures | {"operating_point_final": operating_point},
         "fold_operating_points": {"min": min(cv.fold_operating_points), "max": max(cv.fold_operating_points)},
         "single_features": {name: auc_with_interval(labels, _column(rows, f), **boot) for name, f in SINGLE_FEATURES.items()},
-        "rules": {name: rule_figures(labels, _column(rows, f) >= n, **boot) for name, (f, n) in RULES.items()},
+        "rules": {name: rule_figures(labels, _column(rows, f) >= n, **boot) for name, (f, n) in RULES.items()}
+        | {
+            name: rule_figures(labels, cross_validated_rule(_column(rows, f), labels, args.folds, args.repeats, args.seed), **boot)
+            for name, f in FOLD_RULES.items()
+        },
         "validation": validation,
         "disclaimer": DISCLAIMER,
     }

@@ -102,6 +102,16 @@ def cross_validate(
     return CrossValidation(scores.mean(axis=0), referred, points)
 
 
+def cross_validated_rule(values: np.ndarray, labels: np.ndarray, folds: int = 5, repeats: int = 5, seed: int = 0) -> np.ndarray:
+    """(repeats, n) calls of ``value >= N``, N chosen in each fold on its training photographs for the target sensitivity."""
+    referred = np.zeros((repeats, len(labels)), dtype=bool)
+    for repeat in range(repeats):
+        split = StratifiedKFold(folds, shuffle=True, random_state=seed + repeat).split(np.zeros(len(labels)), labels)
+        for train, test in split:
+            referred[repeat, test] = values[test] >= threshold_for_sensitivity(values[train], labels[train])
+    return referred
+
+
 def sensitivity_specificity(labels: np.ndarray, referred: np.ndarray) -> tuple[float, float]:
     """Over one or several rows of calls (each row one pass over every photograph)."""
     referred = np.atleast_2d(referred)
