@@ -85,8 +85,10 @@ def test_score_lives_in_the_checkpoint_and_older_checkpoints_still_load(tmp_path
     assert summary.referral is None and summary.note == NO_SCORE and summary.disclaimer == DISCLAIMER
     assert "no referral score" in one_line(summary) and csv_row("a.png", summary)["referral_score"] == ""
 
+    path.chmod(0o644)
     write_screening(path, score_model(operating_point=0.3).to_dict())
     assert model_digest(path) == digest  # the features cache stays valid
+    assert path.stat().st_mode & 0o777 == 0o644
     new = load_checkpoint(path)
     assert ReferralScore.from_dict(new.screening) == score_model(operating_point=0.3)
     for a, b in zip(old.model.state_dict().values(), new.model.state_dict().values()):
