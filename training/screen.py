@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, model_digest, write_screening
-from model.cli import resolve_device
+from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import PRECISIONS
 from model.referral import DISCLAIMER, ReferralScore
