@@ -67,3 +67,11 @@ model-card: venv
 	$(BIN)/redseg-baseline --data $(DATA) --split train --holdout --out $(CARD)/baseline --no-progress
 	$(BIN)/redseg-examples --checkpoint $(MODEL) --data $(DATA) --images $(EXAMPLES) --out $(CARD)/examples
 	cp $(RUN)/curves.png $(CARD)/loss-curves.png
+
+# The referral score for a checkpoint (see MODEL_CARD.md, "Screening summary and referral score"):
+# validated on IDRiD's graded photographs by cross-validation, refitted on all of them and written
+# into the checkpoint's metadata. Features are cached per model in .cache/screening.
+GRADING ?= ../shared/data/idrid-grading
+.PHONY: screen
+screen: venv
+	$(BIN)/redseg-screen --checkpoint $(MODEL) --data $(GRADING) --out $(CARD)/screening --write

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from model.precision import to_channels_last
 FORMAT = "redseg-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "redseg"
+SCREENING_KEY = "screening"
+"""Metadata entry holding the fitted referral score; optional, so older checkpoints still load."""
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "redseg-default.safetensors"
 """The bundled model, loaded when no other checkpoint is named."""
@@ -42,6 +46,8 @@ class Checkpoint:
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     sha256: str = ""
+    screening: dict | None = None
+    """The fitted referral score (``model.referral.ReferralScore.to_dict``), absent in older checkpoints."""
 
     @property
     def config(self) -> RedSegConfig:
@@ -57,6 +63,7 @@ def save_checkpoint(
     version: str = "0",
     provenance: dict | None = None,
     metrics: dict | None = None,
+    screening: dict | None = None,
     half: bool = False,
 ) -> Path:
     """Write ``model`` and its metadata atomically (temporary file, then rename)."""
@@ -71,15 +78,50 @@ def save_checkpoint(
         "provenance": provenance or {},
         "metrics": metrics or {},
     }
+    if screening is not None:
+        meta[SCREENING_KEY] = screening
     dtype = torch.float16 if half else torch.float32
     tensors = {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in model.state_dict().items()
     }
-    path = Path(path)
+    _write_checkpoint(Path(path), tensors, meta)
+    return Path(path)
+
+
+def _write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Atomically; a rewritten file keeps its permissions (the temporary file starts private)."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
     with atomic_write(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-    return path
+        if mode is not None:
+            os.chmod(tmp, mode)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def write_screening(path: str | Path, screening: dict) -> None:
+    """Store a fitted referral score in an existing checkpoint's metadata (weights untouched)."""
+    path = Path(path)
+    meta = read_metadata(path) | {SCREENING_KEY: screening}
+    _write_checkpoint(path, _read_tensors(path), meta)
+
+
+def model_digest(path: str | Path) -> str:
+    """SHA-256 of what decides the network's outputs (weights, config, thresholds), not of the whole file.
+
+    Unlike ``file_sha256`` it stays the same when only the referral score is rewritten.
+    """
+    path = Path(path)
+    meta = read_metadata(path)
+    digest = hashlib.sha256(json.dumps([meta["config"], meta["thresholds"]], sort_keys=True).encode())
+    for name, tensor in sorted(_read_tensors(path).items()):
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -117,8 +159,7 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
     try:
         config = RedSegConfig.from_dict(meta["config"])
         model = RedSeg(config)
-        with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
+        state = _read_tensors(path)
         reference = model.state_dict()
         state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
@@ -133,6 +174,7 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         provenance=meta.get("provenance", {}),
         metrics=meta.get("metrics", {}),
         sha256=file_sha256(path),
+        screening=meta.get(SCREENING_KEY),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from model.imageio import ImageDecodeError, decode_image
 from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
 from model.rendering import LesionStats, encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
+from model.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
 
 PROG = "redseg-segment"
 EXIT_IMAGE_FAILED = 1
@@ -30,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=PROG,
         description="Segment microaneurysms (MA) and haemorrhages (HE) in fundus photographs. For each image "
         "writes <stem>_MA_mask.png / <stem>_HE_mask.png (0/255), <stem>_MA_prob.png / <stem>_HE_prob.png "
-        "(16-bit, p * 65535) and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs.",
+        "(16-bit, p * 65535) and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs. Prints a "
+        "one-line screening summary per image and writes them all to screening.csv (one row per image).",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF, BMP or DICOM files")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
@@ -89,9 +92,9 @@ def segment_one(
     settings: TileSettings,
     thresholds: dict[str, float],
     dicom_seg: str | None = None,
-) -> dict[str, LesionStats]:
+) -> tuple[dict[str, LesionStats], ScreeningSummary]:
     """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``);
-    return each lesion's statistics."""
+    return each lesion's statistics and the screening summary."""
     image, source = read_input(path, dicom_seg)
     probabilities = predict_probabilities(checkpoint.model, image, settings)
     masks = {}
@@ -104,13 +107,13 @@ def segment_one(
     if dicom_seg:
         seg = segmentation(source, probabilities, thresholds, dicom_seg, checkpoint.name, checkpoint.version)
         (out / f"{path.stem}_seg.dcm").write_bytes(to_bytes(seg))
-    return {lesion: lesion_stats(mask) for lesion, mask in masks.items()}
+    return {lesion: lesion_stats(mask) for lesion, mask in masks.items()}, summarise(image, probabilities, checkpoint)
 
 
-def summary(path: Path, out: Path, stats: dict[str, LesionStats]) -> str:
-    """One line per segmented image: ``a.jpg: MA 310 px in 41 regions, HE 48210 px in 12 regions -> out/a_*.png``."""
+def summary(path: Path, out: Path, stats: dict[str, LesionStats], screening: ScreeningSummary) -> str:
+    """One line per segmented image: ``a.jpg: MA 310 px in 41 regions, HE 48210 px in 12 regions; <screening> -> out/a_*.png``."""
     parts = [f"{lesion} {s.area_pixels} px in {s.components} region{'' if s.components == 1 else 's'}" for lesion, s in stats.items()]
-    return f"{path}: {', '.join(parts)} -> {out / path.stem}_*.png"
+    return f"{path}: {', '.join(parts)}; {one_line(screening)} -> {out / path.stem}_*.png"
 
 
 def repeated_stems(paths: list[Path]) -> list[str]:
@@ -147,15 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     # disable=None: no bar where stderr is not a terminal, so logs get whole lines without carriage returns
     bar = tqdm(args.images, desc=PROG, unit="image", file=sys.stderr, disable=True if args.no_progress else None)
-    for path in bar:
-        try:
-            stats = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg)
-        except (ImageDecodeError, OSError) as exc:
-            message = " ".join(str(exc).split())
-            error(message if str(path) in message else f"{path}: {message}")
-            failed += 1
-        else:
-            tqdm.write(summary(path, args.out, stats), file=sys.stdout)
+    with (args.out / "screening.csv").open("w", newline="") as table:
+        rows = csv.DictWriter(table, CSV_FIELDS)
+        rows.writeheader()
+        for path in bar:
+            try:
+                stats, screening = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg)
+            except (ImageDecodeError, OSError) as exc:
+                message = " ".join(str(exc).split())
+                error(message if str(path) in message else f"{path}: {message}")
+                failed += 1
+                continue
+            tqdm.write(summary(path, args.out, stats, screening), file=sys.stdout)
+            rows.writerow(csv_row(path.name, screening))
+            table.flush()
     if failed:
         error(f"{failed} of {len(args.images)} images failed")
         return EXIT_IMAGE_FAILED

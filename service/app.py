@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from model.checkpoint import CheckpointError, load_checkpoint
+from model.referral import DISCLAIMER
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
 from service.routes import health, segment
+from service.routes.pages import install_pages
 from service.settings import Settings
 from service.version import app_version
 from service.worker import WorkerPool
@@ -70,8 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="RedSeg",
         summary="Red-lesion (microaneurysm, haemorrhage) segmentation of colour fundus photographs.",
+        description=f"Viewer for people at [/](/). Each answer carries a screening summary. **{DISCLAIMER}**",
         version=app_version(),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
@@ -79,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(segment.router)
+    install_pages(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,

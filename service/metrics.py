@@ -12,6 +12,7 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 AREA_FRACTION_BUCKETS = (0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1)
 COMPONENT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 PIXEL_BUCKETS = (1e5, 1e6, 4e6, 8e6, 12.5e6, 16e6, 25e6, 50e6)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 
 class Metrics:
@@ -40,6 +41,9 @@ class Metrics:
         )
         self.components = Histogram(
             "redseg_lesion_components", "Connected lesion regions per image.", ["lesion"], buckets=COMPONENT_BUCKETS, registry=r
+        )
+        self.referral_score = Histogram(
+            "redseg_referral_score", "Red-lesion referral score per photograph (0..1).", buckets=SCORE_BUCKETS, registry=r
         )
         self.rejected = Counter("redseg_requests_rejected", "Requests refused, by reason.", ["reason"], registry=r)
         self.inference_errors = Counter("redseg_inference_errors", "Inference runs that raised.", registry=r)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.screening import ScreeningResult
+
 # A shortened real answer (base64 strings cut) for the OpenAPI docs.
 SEGMENT_EXAMPLE = {
     "model": {"name": "redseg", "version": "1.0", "sha256": "9f2c...e41a", "device": "cpu"},
@@ -19,6 +21,16 @@ SEGMENT_EXAMPLE = {
         },
     },
     "overlay_png": None,
+    "screening": {
+        "lesions": {
+            "MA": {"count": 12, "area_pixels": 1520, "area_fraction_fov": 0.000179},
+            "HE": {"count": 17, "area_pixels": 40210, "area_fraction_fov": 0.00473},
+        },
+        "field_of_view": {"area_pixels": 8493184, "fraction_of_image": 0.6955, "gradable_fraction": 0.991},
+        "referral": {"score": 0.81, "operating_point": 0.42, "refer": True, "validation": {"roc_auc": 0.9}},
+        "note": None,
+        "disclaimer": "An aid, not a grade: ...",
+    },
     "timings": {"decode_s": 0.08, "queue_wait_s": 0.0, "infer_s": 2.4, "encode_s": 0.35, "total_s": 2.85},
 }
 
@@ -74,6 +86,10 @@ class SegmentResponse(BaseModel):
         None,
         description="Base64 RGB PNG of the photo with MA tinted and outlined in yellow and HE in cyan, MA drawn on top "
         "where both cover a pixel (outputs=overlay). Null in the zip answer's result.json, where it is the file overlay.png.",
+    )
+    screening: ScreeningResult = Field(
+        description="Screening summary: lesion counts and areas, gradable field of view, red-lesion referral score. "
+        "An aid, not a grade: DR grading also depends on lesions RedSeg does not see (exudates, new vessels, macular oedema)."
     )
     timings: Timings
 

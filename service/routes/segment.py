@@ -11,12 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from model.config import LESIONS
 from model.dicom_seg import SEG_TYPES
+from model.summary import summarise
 from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.dicom import require_dicom_source, segmentation_bytes
 from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
+from service.screening import ScreeningResult
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, QueueFull, WorkerPool
@@ -139,7 +141,10 @@ async def segment(
             ckpt = pool.checkpoint
             thresholds = dict(ckpt.thresholds)
             thresholds.update({lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None})
-            rendered = await run_in_threadpool(render, image, result.probabilities, thresholds, wanted)
+            rendered, summary = await asyncio.gather(
+                run_in_threadpool(render, image, result.probabilities, thresholds, wanted),
+                run_in_threadpool(summarise, image, result.probabilities, ckpt),
+            )
             if answer_format is AnswerFormat.DICOM:
                 seg = await run_in_threadpool(
                     segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, ckpt
@@ -158,10 +163,13 @@ async def segment(
     for lesion, stats in rendered.lesions.items():
         metrics.area_fraction.labels(lesion=lesion).observe(stats.area_fraction)
         metrics.components.labels(lesion=lesion).observe(stats.components)
+    if summary.referral is not None:
+        metrics.referral_score.observe(summary.referral.score)
     answer = SegmentResponse(
         model=ModelInfo(name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256, device=result.device),
         image=ImageInfo(width=width, height=height),
         lesions=rendered.lesions,
+        screening=ScreeningResult.of(summary),
         timings=Timings(
             decode_s=decoded - started,
             queue_wait_s=result.queue_wait_s,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model import TileSettings, load_checkpoint, predict_probabilities, save_checkpoint
-from model.cli import main, summary
+from model.cli import main
 from model.config import LESIONS
 from model.rendering import lesion_stats, probability_to_uint16, uint16_to_probability
 
@@ -43,7 +43,7 @@ def outputs(stem):
 def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, capsys):
     out = tmp_path / "out"
     assert main([*map(str, images), "--out", str(out), "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b") + ["screening.csv"])
     rgb = cv2.cvtColor(cv2.imread(str(images[0])), cv2.COLOR_BGR2RGB)
     expected = predict_probabilities(load_checkpoint(checkpoint).model, rgb, TileSettings())
     for channel, lesion in enumerate(LESIONS):
@@ -62,7 +62,7 @@ def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, c
     for path, line in zip(images, lines):
         masks = {lesion: read(out / f"{path.stem}_{lesion}_mask.png") for lesion in LESIONS}
         stats = {lesion: lesion_stats(mask) for lesion, mask in masks.items()}
-        assert line == summary(path, out, stats)
+        assert "lesions, gradable" in line and "no referral score" in line  # the tiny checkpoint has no score
         assert line.startswith(f"{path}: MA {stats['MA'].area_pixels} px in {stats['MA'].components} region")
         assert f"HE {stats['HE'].area_pixels} px" in line and line.endswith(f"{out / path.stem}_*.png")
 
@@ -85,7 +85,7 @@ def test_bad_image_among_good_ones(tmp_path, checkpoint, images, capsys):
     out = tmp_path / "out"
     paths = [str(images[0]), str(broken), str(missing), str(images[1])]
     assert main([*paths, "--out", str(out), "--checkpoint", str(checkpoint)]) == 1
-    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + outputs("b") + ["screening.csv"])
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if "error:" in line]
     assert any(str(broken) in line for line in errors)

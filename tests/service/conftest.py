@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +16,9 @@ from tests.service.helpers import (
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     SAMPLE,
-    free_port,
     png,
+    running_uvicorn,
     tiny_checkpoint,
-    uvicorn_subprocess,
-    wait_ready,
 )
 
 
@@ -50,7 +47,6 @@ def small_png(small_rgb: np.ndarray) -> bytes:
 @pytest.fixture(scope="session")
 def server(checkpoint: Path) -> Iterator[str]:
     """The main test server: a uvicorn subprocess serving the tiny checkpoint, no token."""
-    port = free_port()
     env = {
         "REDSEG_CHECKPOINT": str(checkpoint),
         "REDSEG_DEVICE": "cpu",
@@ -59,17 +55,8 @@ def server(checkpoint: Path) -> Iterator[str]:
         "REDSEG_QUEUE_SIZE": "16",
         "REDSEG_API_TOKEN": "",
     }
-    process = uvicorn_subprocess(env, port)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, alive=lambda: process.poll() is None)
+    with running_uvicorn(env) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

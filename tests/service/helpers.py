@@ -99,5 +99,22 @@ def uvicorn_subprocess(env: dict[str, str], port: int) -> subprocess.Popen:
     )
 
 
+@contextmanager
+def running_uvicorn(env: dict[str, str], timeout_s: float = 60.0) -> Iterator[str]:
+    """``uvicorn_subprocess`` on a free port, ready; its base URL. Stopped (then killed if need be) on exit."""
+    port = free_port()
+    process = uvicorn_subprocess(env, port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base_url, timeout_s, alive=lambda: process.poll() is None)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def segment(http: httpx.Client, data: bytes, filename: str = "photo.png", content_type: str = "image/png", **params):
     return http.post("/segment", files={"image": (filename, data, content_type)}, params=params)

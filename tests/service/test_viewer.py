@@ -1,0 +1,117 @@
+"""The viewer at GET / and the offline /docs, in a real browser: Debian's headless chromium driven by Selenium.
+
+Skipped where chromium or chromedriver is missing, unless REDSEG_REQUIRE_BROWSER=1 (set by .ci/run,
+which installs them). The screenshot is kept in $REDSEG_TEST_ARTIFACTS (default test-artifacts/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model.checkpoint import DEFAULT_CHECKPOINT
+from tests.service.helpers import ROOT, SAMPLE, running_uvicorn
+
+TOKEN = "viewer-test-token"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(os.environ.get("REDSEG_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+INFERENCE_TIMEOUT_S = 300
+
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("REDSEG_REQUIRE_BROWSER") == "1":
+        pytest.fail("REDSEG_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)")
+    pytest.skip("chromium and chromedriver are not installed", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundled_server() -> Iterator[str]:
+    """The bundled model behind a token, as `make serve` runs it."""
+    env = {"REDSEG_CHECKPOINT": str(DEFAULT_CHECKPOINT), "REDSEG_DEVICE": "cpu", "REDSEG_API_TOKEN": TOKEN}
+    with running_uvicorn(env, timeout_s=180) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def status(driver: webdriver.Chrome) -> tuple[str, str]:
+    element = driver.find_element(By.ID, "status")
+    return element.get_attribute("data-state"), driver.find_element(By.ID, "message").text
+
+
+def choose(driver: webdriver.Chrome, path: Path) -> tuple[str, str]:
+    """Choose a file in the page and wait until the page reports the outcome."""
+    driver.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(driver, INFERENCE_TIMEOUT_S).until(lambda d: status(d)[0] in ("done", "error"))
+    return status(driver)
+
+
+def test_docs_work_offline(browser: webdriver.Chrome, bundled_server: str):
+    browser.get(f"{bundled_server}/docs")
+    title = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"))
+    assert "RedSeg" in title[0].text
+    assert "/segment" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui").text
+
+
+def test_viewer_errors_then_segments_a_photograph(browser: webdriver.Chrome, bundled_server: str, tmp_path: Path):
+    browser.get(bundled_server)
+    assert browser.title == "RedSeg viewer"
+
+    state, message = choose(browser, SAMPLE)
+    assert state == "error" and "API token" in message  # 401 without the token
+
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photograph")
+    state, message = choose(browser, text)
+    assert state == "error" and message.startswith("Not a supported image"), message  # 415
+
+    state, message = choose(browser, SAMPLE)
+    assert state == "done", message
+    shown = {
+        lesion: int(browser.find_element(By.CSS_SELECTOR, f'tr[data-lesion="{lesion}"] .count').text) for lesion in ("MA", "HE")
+    }
+    answer = httpx.post(
+        f"{bundled_server}/segment",
+        params={"outputs": "none"},
+        files={"image": (SAMPLE.name, SAMPLE.read_bytes(), "image/jpeg")},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=INFERENCE_TIMEOUT_S,
+    ).json()
+    assert shown == {lesion: answer["screening"]["lesions"][lesion]["count"] for lesion in ("MA", "HE")}
+    assert "not a grade" in browser.find_element(By.ID, "disclaimer").text
+    links = [a.get_attribute("download") for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")]
+    assert links == ["IDRiD_05_MA_mask.png", "IDRiD_05_MA_prob.png", "IDRiD_05_HE_mask.png", "IDRiD_05_HE_prob.png"]
+    overlay_pixels = browser.execute_script(
+        "const c = document.getElementById('layer-HE'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return [c.width, c.height, n];"
+    )
+    assert overlay_pixels == [4288, 2848, answer["lesions"]["HE"]["area_pixels"]]
+
+    browser.find_element(By.ID, "actual").click()
+    assert "scale(1)" in browser.find_element(By.ID, "stage").get_attribute("style")
+    browser.find_element(By.ID, "fit").click()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "viewer.png"))
