@@ -35,6 +35,7 @@ from tqdm import tqdm  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from model.config import RedSegConfig  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
     data = config["data"]
     root = Path(data["root"]) if data["root"] else DEFAULT_ROOT
     train_samples, _ = split_holdout(list_samples(root, data["split"]), data["holdout"])
-    cache = WorkingScaleCache(config["model"]["working_long_side"], ROOT / data["cache_dir"])
+    cache = WorkingScaleCache(RedSegConfig.from_dict(config["model"]), ROOT / data["cache_dir"])
     items = cache.get_all(train_samples[: args.images])
 
     iterations = args.repeats * 2 + 2

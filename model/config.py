@@ -20,7 +20,13 @@ class RedSegConfig:
     """VGG stages (1..5) whose last conv feeds the MA branch."""
     he_stages: tuple[int, ...] = (3, 4, 5)
     working_long_side: int = 1440
-    """Images are resized so their longer side has this many pixels (IDRiD 4288x2848 -> 1440x956)."""
+    """Images are resized so their longer side has this many pixels (IDRiD 4288x2848 -> 1440x956),
+    unless ``fov_diameter`` is set."""
+    fov_diameter: float | None = None
+    """Set: images are scaled so the fundus disc is this many pixels across and cropped to it
+    (``model.fov``); None (checkpoints made before it existed): by ``working_long_side``."""
+    fov_margin: float = 0.05
+    """With ``fov_diameter``: the crop reaches this fraction of the disc's radius beyond its rim."""
     mean: tuple[float, float, float] = (116.513, 56.437, 16.309)
     """Per-channel RGB mean on the 0..255 scale (the authors' L-Seg values)."""
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
@@ -36,6 +42,10 @@ class RedSegConfig:
             object.__setattr__(self, name, tuple(sorted(stages)))
         if self.working_long_side < 32:
             raise ValueError(f"working_long_side must be at least 32, got {self.working_long_side}")
+        if self.fov_diameter is not None and not self.fov_diameter >= 32:
+            raise ValueError(f"fov_diameter must be at least 32 or None, got {self.fov_diameter}")
+        if not self.fov_margin >= 0:
+            raise ValueError(f"fov_margin must be non-negative, got {self.fov_margin}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 

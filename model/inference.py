@@ -6,19 +6,16 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.fov import FOV_RED_THRESHOLD, fov_mask, working_mapping, working_size  # noqa: F401 (re-exported)
 from model.network import RedSeg
 from model.precision import autocast, check_precision, to_channels_last
 
 NETWORK_STRIDE = 16
 """Downsampling of the default network (four poolings); ``model.encoder.stride`` gives a model's own."""
-
-FOV_RED_THRESHOLD = 20
-"""Red-channel level (0..255) below which a pixel is the black surround of the fundus."""
 
 
 @dataclass(frozen=True)
@@ -106,18 +103,6 @@ def blend_weight(height: int, width: int, ramp: int) -> torch.Tensor:
     return profile(height)[:, None] * profile(width)[None, :]
 
 
-def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
-    scale = long_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def fov_mask(image: np.ndarray) -> np.ndarray:
-    """Boolean mask of the fundus's field of view in an RGB uint8 image."""
-    mask = (image[..., 0] > FOV_RED_THRESHOLD).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel).astype(bool)
-
-
 @torch.inference_mode()
 def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -> torch.Tensor:
     """Sigmoid probabilities (2, H, W) for a normalised image (1, 3, H, W) on the model's device.
@@ -151,10 +136,18 @@ def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -
     return total.div_(weight_sum)[:, :height, :width]
 
 
-def tile_count(height: int, width: int, model: RedSeg, settings: TileSettings) -> int:
-    """How many tiles ``predict_probabilities`` runs on an image of this (original) size."""
+def tile_count(height: int, width: int, model: RedSeg, settings: TileSettings, image: np.ndarray | None = None) -> int:
+    """How many tiles ``predict_probabilities`` runs on an image of this (original) size.
+
+    A model that scales by the fundus disc (``fov_diameter``) needs the ``image`` itself.
+    """
     align = model.encoder.stride
-    small_h, small_w = working_size(height, width, model.config.working_long_side)
+    if model.config.fov_diameter is not None:
+        if image is None:
+            raise ValueError("a model that scales by the fundus disc needs the image to count its tiles")
+        small_h, small_w = working_mapping(image, model.config).size
+    else:
+        small_h, small_w = working_size(height, width, model.config.working_long_side)
     return len(tile_grid(_round_up(small_h, align), _round_up(small_w, align), settings, align))
 
 
@@ -173,28 +166,12 @@ def predict_working_scale(model: RedSeg, image: np.ndarray, settings: TileSettin
 def predict_probabilities(model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings()) -> np.ndarray:
     """Per-lesion probability maps, float32 (2, H, W) in 0..1, for an RGB uint8 image (H, W, 3).
 
-    The image is resized to the model's working scale, cut into overlapping tiles run in
-    batches on the model's device, blended, and resized back to the original resolution.
+    The image is mapped to the model's working scale (``model.fov``: by its fundus disc, or by its
+    long side), cut into overlapping tiles run in batches on the model's device, blended, and
+    mapped back to the original resolution.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    height, width = image.shape[:2]
-    small_h, small_w = working_size(height, width, model.config.working_long_side)
-    interpolation = cv2.INTER_AREA if small_h < height else cv2.INTER_LINEAR
-    small = cv2.resize(image, (small_w, small_h), interpolation=interpolation)
-    probabilities = predict_working_scale(model, small, settings)
-    return resize_maps(probabilities, height, width)
-
-
-def resize_maps(probabilities: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """Working-scale maps (C, h, w) back to the original resolution, float32 in 0..1 on the CPU."""
-    if tuple(probabilities.shape[1:]) == (height, width):
-        return np.ascontiguousarray(probabilities.float().cpu().numpy())
-    if probabilities.device.type == "cuda":
-        full = F.interpolate(probabilities[None], size=(height, width), mode="bilinear", align_corners=False)
-        return full[0].clamp_(0, 1).cpu().numpy()
-    small_maps = np.ascontiguousarray(probabilities.numpy())
-    full = np.empty((len(small_maps), height, width), dtype=np.float32)
-    for channel, small_map in enumerate(small_maps):
-        cv2.resize(small_map, (width, height), dst=full[channel], interpolation=cv2.INTER_LINEAR)
-    return np.clip(full, 0, 1, out=full)
+    mapping = working_mapping(image, model.config)
+    probabilities = predict_working_scale(model, mapping.to_working(image), settings)
+    return mapping.to_original(probabilities)

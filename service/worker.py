@@ -131,11 +131,11 @@ class Worker:
         infer_s = time.perf_counter() - started
         wait_s = started - job.enqueued_at
         self.infer_s_average = infer_s if self.infer_s_average is None else 0.8 * self.infer_s_average + 0.2 * infer_s
-        self._observe(job.image.shape[:2], wait_s, infer_s)
+        self._observe(job.image, wait_s, infer_s)
         job.settle(InferenceResult(probabilities, wait_s, infer_s, self.device))
 
-    def _observe(self, size: tuple[int, int], wait_s: float, infer_s: float) -> None:
-        tiles = tile_count(*size, self.checkpoint.model, self.tiles)
+    def _observe(self, image: np.ndarray, wait_s: float, infer_s: float) -> None:
+        tiles = tile_count(*image.shape[:2], self.checkpoint.model, self.tiles, image)
         batch = self.tiles.batch_size
         for first in range(0, tiles, batch):
             self.metrics.batch_size.observe(min(batch, tiles - first))

@@ -1,9 +1,11 @@
 """IDRiD images and masks resized once to the working scale, cached on disk and in memory.
 
 Decoding a 4288x2848 JPEG costs about a quarter of a second on these machines; the trainer
-reads each image once, resizes it to the model's working scale (``model.inference.working_size``)
-and stores the result as ``.npz`` under a cache folder, keyed by the files' paths, sizes and
-modification times and by the working scale, so a changed file or another scale misses.
+reads each image once, maps it to the model's working scale exactly as inference does
+(``model.fov.working_mapping``: scaled so the fundus disc is ``fov_diameter`` pixels across and
+cropped to it, or, with ``fov_diameter`` None, scaled by the long side) and stores the result as
+``.npz`` under a cache folder, keyed by the files' paths, sizes and modification times and by the
+scale settings, so a changed file or another scale misses.
 
 Masks are downsampled by pixel coverage (``INTER_AREA`` on the 0/1 mask): a working-scale pixel
 is lesion where at least half of it is covered, and every lesion component that would vanish
@@ -22,11 +24,11 @@ import cv2
 import numpy as np
 
 from model.atomic import atomic_write
-from model.config import LESIONS
-from model.inference import working_size
+from model.config import LESIONS, RedSegConfig
+from model.fov import working_mapping
 from training.idrid import Sample, load_sample
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_CACHE_DIR = Path(".cache/idrid")
 
 
@@ -60,17 +62,25 @@ def downsample_mask(mask: np.ndarray, size: tuple[int, int], keep_threshold: flo
     return result
 
 
-def resize_sample(image: np.ndarray, masks: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
-    height, width = image.shape[:2]
-    h, w = working_size(height, width, long_side)
-    interpolation = cv2.INTER_AREA if h < height else cv2.INTER_LINEAR
-    small = cv2.resize(image, (w, h), interpolation=interpolation)
-    small_masks = np.stack([downsample_mask(m, (h, w)) for m in masks])
-    return np.ascontiguousarray(small), small_masks
+def scale_config(scale: int | RedSegConfig) -> RedSegConfig:
+    """The model config whose scale settings apply; a bare number is a long side (no disc scaling)."""
+    return scale if isinstance(scale, RedSegConfig) else RedSegConfig(working_long_side=int(scale))
 
 
-def cache_key(sample: Sample, long_side: int) -> str:
-    parts = {"version": CACHE_VERSION, "long_side": int(long_side)}
+def resize_sample(image: np.ndarray, masks: np.ndarray, scale: int | RedSegConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Image and masks mapped to the working scale as ``model.inference`` maps a photograph."""
+    mapping = working_mapping(image, scale_config(scale))
+    small_masks = np.stack([downsample_mask(mapping.crop(m), mapping.size) for m in masks])
+    return mapping.to_working(image), small_masks
+
+
+def scale_settings(config: RedSegConfig) -> dict:
+    return {"long_side": config.working_long_side, "fov_diameter": config.fov_diameter, "fov_margin": config.fov_margin}
+
+
+def cache_key(sample: Sample, scale: int | RedSegConfig) -> str:
+    settings = scale_settings(scale_config(scale))
+    parts = {"version": CACHE_VERSION, **settings}
     for label, path in [("image", sample.image_path), *[(k, v) for k, v in sample.mask_paths.items()]]:
         if path is None:
             parts[label] = None
@@ -78,14 +88,14 @@ def cache_key(sample: Sample, long_side: int) -> str:
             stat = os.stat(path)
             parts[label] = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-    return f"{sample.name}-{long_side}-{digest}"
+    return f"{sample.name}-{settings['long_side']}-{digest}"
 
 
 class WorkingScaleCache:
     """Working-scale images and masks: memory first, then the disk cache, then the original files."""
 
-    def __init__(self, long_side: int, cache_dir: str | Path | None = DEFAULT_CACHE_DIR):
-        self.long_side = int(long_side)
+    def __init__(self, scale: int | RedSegConfig, cache_dir: str | Path | None = DEFAULT_CACHE_DIR):
+        self.scale = scale_config(scale)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._memory: dict[str, CachedSample] = {}
         self.hits = {"memory": 0, "disk": 0, "miss": 0}
@@ -93,10 +103,10 @@ class WorkingScaleCache:
     def path_for(self, sample: Sample) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{cache_key(sample, self.long_side)}.npz"
+        return self.cache_dir / f"{cache_key(sample, self.scale)}.npz"
 
     def get(self, sample: Sample) -> CachedSample:
-        key = cache_key(sample, self.long_side)
+        key = cache_key(sample, self.scale)
         if key in self._memory:
             self.hits["memory"] += 1
             return self._memory[key]
@@ -111,7 +121,7 @@ class WorkingScaleCache:
                 item = None  # corrupt cache file: rebuild it
         if item is None:
             self.hits["miss"] += 1
-            image, masks = resize_sample(*load_sample(sample), self.long_side)
+            image, masks = resize_sample(*load_sample(sample), self.scale)
             item = CachedSample(sample.name, image, masks)
             if path is not None:
                 _atomic_savez(path, image=image, masks=masks)

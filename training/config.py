@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from model.config import RedSegConfig
+from model.fov import idrid_fov_diameter
 from model.inference import TileSettings
 from model.precision import check_precision
 from training.idrid import DEFAULT_HOLDOUT
@@ -41,6 +42,8 @@ DEFAULTS: dict = {
         "ma_stages": list(_NETWORK.ma_stages),
         "he_stages": list(_NETWORK.he_stages),
         "working_long_side": _NETWORK.working_long_side,
+        "fov_diameter": "idrid",  # IDRiD's fundus disc at working_long_side (model.fov); null: scale by the long side
+        "fov_margin": _NETWORK.fov_margin,
     },
     "init": None,  # None/'none': random; a path to torchvision VGG16(-BN) weights; 'torchvision' (needs internet)
     "deep_supervision": {"side_weights": 1.0, "fused_weight": 1.0, "lesion_weights": {"MA": 1.0, "HE": 1.0}},
@@ -101,7 +104,12 @@ def resolve(raw: dict) -> dict:
         check_precision(config["precision"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    RedSegConfig.from_dict({k: v for k, v in config["model"].items()})  # checks the model section
+    if config["model"]["fov_diameter"] == "idrid":
+        config["model"]["fov_diameter"] = idrid_fov_diameter(config["model"]["working_long_side"])
+    try:
+        RedSegConfig.from_dict(config["model"])  # checks the model section
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model: {exc}") from exc
     stages = []
     if not config["stages"]:
         raise ConfigError("the config needs at least one stage under 'stages'")

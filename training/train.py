@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.cli_help import plain_help
-from model.config import LESIONS
+from model.config import LESIONS, RedSegConfig
 from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import to_channels_last, uses_bf16
@@ -175,7 +175,7 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
     resume = open_run_folder(out, config, args.resume, rank == 0)
     torch.manual_seed(config["seed"])
     show = rank == 0 and not args.no_progress
-    train_items, holdout_items = load_data(config["data"], config["model"]["working_long_side"], show)
+    train_items, holdout_items = load_data(config["data"], RedSegConfig.from_dict(config["model"]), show)
     tiles = validation_tiles(config)
     ctx = Run(config, out, device, rank, world_size, show, train_items, holdout_items, tiles, git_commit())
     model = to_channels_last(build_model(config["model"], config["init"] if resume is None else None).to(device))
@@ -220,7 +220,7 @@ def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -
     return state
 
 
-def load_data(data: dict, working_long_side: int, show: bool) -> tuple[list, list]:
+def load_data(data: dict, model_config: RedSegConfig, show: bool) -> tuple[list, list]:
     """The cached working-scale training and hold-out images of the config's ``data`` section."""
     root = Path(data["root"]) if data["root"] else DEFAULT_ROOT
     samples = list_samples(root, data["split"])
@@ -231,7 +231,7 @@ def load_data(data: dict, working_long_side: int, show: bool) -> tuple[list, lis
             raise SystemExit(f"redseg-train: data.images names not in {root}: {sorted(unknown)}")
         samples = [s for s in samples if s.name in wanted]
     train_samples, holdout_samples = split_holdout(samples, data["holdout"])
-    cache = WorkingScaleCache(working_long_side, data["cache_dir"])
+    cache = WorkingScaleCache(model_config, data["cache_dir"])
     return cache.get_all(train_samples, progress=show), cache.get_all(holdout_samples, progress=show)
 
 

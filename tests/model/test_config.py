@@ -49,3 +49,13 @@ def test_round_trip_through_json():
 def test_unknown_fields_are_rejected():
     with pytest.raises(ValueError, match="unknown"):
         RedSegConfig.from_dict(RedSegConfig().to_dict() | {"depth": 3})
+
+
+def test_configs_saved_before_fov_scaling_scale_by_the_long_side():
+    old = {k: v for k, v in RedSegConfig(width=0.25).to_dict().items() if not k.startswith("fov_")}
+    config = RedSegConfig.from_dict(old)
+    assert config.fov_diameter is None and config.working_long_side == 1440
+    fov = RedSegConfig(fov_diameter=1137.5, fov_margin=0.1)
+    assert RedSegConfig.from_dict(json.loads(json.dumps(fov.to_dict()))) == fov
+    with pytest.raises(ValueError, match="fov_diameter"):
+        RedSegConfig(fov_diameter=10)

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from model.config import RedSegConfig
+from model.fov import idrid_fov_diameter, working_mapping
 from training.cache import CachedSample, WorkingScaleCache, downsample_mask
 from training.dataset import AugmentConfig, IterationBatchSampler, PatchDataset
-from training.idrid import list_samples
+from training.idrid import list_samples, load_sample
 
 from .fake_idrid import REAL_IDRID, make_fake_idrid
 
@@ -101,3 +103,18 @@ def test_real_image_cache_keeps_microaneurysms(tmp_path):
     item = WorkingScaleCache(1440, tmp_path).get(sample)
     assert item.image.shape == (956, 1440, 3)
     assert item.masks[0].any() and item.masks[1].any()
+
+
+@pytest.mark.skipif(not REAL_IDRID.is_dir(), reason="needs ../shared/data/idrid")
+def test_cache_maps_images_and_masks_by_the_fundus_disc_as_inference_does(tmp_path):
+    sample = list_samples(REAL_IDRID)[0]
+    config = RedSegConfig(fov_diameter=idrid_fov_diameter(1440))
+    item = WorkingScaleCache(config, tmp_path).get(sample)
+    image, masks = load_sample(sample)
+    mapping = working_mapping(image, config)
+    assert item.image.shape[:2] == item.masks.shape[1:] == mapping.size
+    assert np.array_equal(item.image, mapping.to_working(image))
+    assert item.masks[0].any() and item.masks[1].any()
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    WorkingScaleCache(1440, tmp_path).get(sample)  # long-side scaling is another cache entry
+    assert len(list(tmp_path.glob("*.npz"))) == 2

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from model.checkpoint import load_checkpoint
+from model.fov import idrid_fov_diameter
 from training.engine import load_state
 from training.train import main
 
@@ -64,6 +65,7 @@ def test_run_writes_log_plot_and_loadable_checkpoints(tmp_path):
     assert (out / "curves.png").stat().st_size > 1000
     best = load_checkpoint(out / "best.safetensors")
     assert best.config.width == 0.0625 and set(best.thresholds) == {"MA", "HE"}
+    assert best.config.fov_diameter == idrid_fov_diameter(144)  # trained on IDRiD's disc scale, served the same
     assert best.provenance["config"]["name"] == "tiny" and "git" in best.provenance
     assert best.metrics["mean_ap"] == max(r["metrics"]["mean_ap"] for r in val)
     for stage in ("warmup", "topk", "fnfp"):
@@ -129,3 +131,12 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     path.write_text("stages: [{loss: dice}]\n")
     assert main(["--config", str(path)]) == 2
     assert "loss must be one of" in capsys.readouterr().err
+
+
+def test_model_scale_defaults_to_idrids_disc_and_can_be_turned_off():
+    from training.config import resolve
+
+    stages = [{"loss": "balanced_bce"}]
+    assert resolve({"model": {"working_long_side": 720}, "stages": stages})["model"]["fov_diameter"] == idrid_fov_diameter(720)
+    assert resolve({"model": {"fov_diameter": None}, "stages": stages})["model"]["fov_diameter"] is None
+    assert resolve({"model": {"fov_diameter": 900.0}, "stages": stages})["model"]["fov_diameter"] == 900.0

@@ -1,0 +1,136 @@
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from model.config import RedSegConfig
+from model.fov import (
+    ALIGN,
+    IDRID_DISC_DIAMETER,
+    aligned_scale,
+    detect_disc,
+    disc_mapping,
+    idrid_fov_diameter,
+    long_side_mapping,
+    working_mapping,
+)
+from model.imageio import read_image
+from model.inference import predict_probabilities, working_size
+
+from .conftest import SAMPLE_IMAGE
+
+FOV = RedSegConfig(fov_diameter=idrid_fov_diameter(1440))
+
+
+def cut_disc(height: int, width: int, cx: float, cy: float, radius: float) -> np.ndarray:
+    """A bright textured disc on black, cut by the frame wherever it reaches beyond it."""
+    yy, xx = np.mgrid[:height, :width]
+    inside = np.hypot(xx - cx, yy - cy) <= radius
+    texture = (60 * (1 + np.sin(xx / 5.0) * np.cos(yy / 7.0))).astype(np.uint8)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[inside] = np.stack([120 + texture, texture, np.full_like(texture, 10)], -1)[inside]
+    return image
+
+
+@pytest.fixture(scope="module")
+def sample() -> np.ndarray:
+    return read_image(SAMPLE_IMAGE)
+
+
+def test_disc_cut_by_the_frame_is_found_to_a_pixel():
+    disc = detect_disc(cut_disc(600, 900, cx=430.3, cy=305.7, radius=350.0))
+    assert disc.found
+    assert abs(disc.cx - 430.3) < 0.2 and abs(disc.cy - 305.7) < 0.2
+    assert 350.0 <= disc.radius < 351.5  # the rim is where the red channel falls to the surround's level
+
+
+def test_photograph_inside_the_disc_is_taken_as_inscribed():
+    disc = detect_disc(cut_disc(300, 400, cx=200, cy=150, radius=600))
+    assert not disc.found
+    assert (disc.cx, disc.cy, disc.radius) == (199.5, 149.5, 250.0)
+
+
+def test_idrid_disc_is_the_reference_and_moves_with_crops_and_pads(sample):
+    disc = detect_disc(sample)
+    assert disc.found and abs(disc.diameter / IDRID_DISC_DIAMETER - 1) < 0.002
+    for dy, dx, variant in [(300, 500, sample[300:, 500:]), (-250, -250, np.pad(sample, ((250, 250), (250, 250), (0, 0))))]:
+        moved = detect_disc(variant)
+        assert abs(moved.cx + dx - disc.cx) < 0.5 and abs(moved.cy + dy - disc.cy) < 0.5
+        assert abs(moved.radius - disc.radius) < 0.5
+    small = detect_disc(cv2.resize(sample, (640, 426), interpolation=cv2.INTER_AREA))
+    assert abs(small.diameter * 4288 / 640 / disc.diameter - 1) < 0.01
+
+
+def test_aligned_scale_makes_whole_cells_near_the_target():
+    for target in (0.05, 1 / 3, 0.3357, 1.13, 4.0):
+        scale, step = aligned_scale(target)
+        assert abs(scale / target - 1) <= 0.5 / 32 + 1e-9
+        assert step >= 31 and (step * scale / ALIGN) == pytest.approx(round(step * scale / ALIGN))
+
+
+def test_pad_and_crop_give_the_same_working_image_where_they_share_content(sample):
+    small = cv2.resize(sample, (2144, 1424), interpolation=cv2.INTER_AREA)
+    config = RedSegConfig(fov_diameter=idrid_fov_diameter(720))
+    base = working_mapping(small, config)
+    reference = base.to_working(small)
+    assert reference.shape[:2] == base.size and base.scale == pytest.approx(1 / 3)
+    padded = np.pad(small, ((100, 100), (60, 60), (0, 0)))
+    # (variant, where its pixel (0, 0) lies in ``small``, the part of ``small`` it shows)
+    for variant, (dy, dx), (y0, y1, x0, x1) in [
+        (padded, (-100, -60), (0, 1424, 0, 2144)),
+        (small[150:, 250:-90], (150, 250), (150, 1424, 250, 2054)),
+    ]:
+        mapping = working_mapping(variant, config)
+        shift = [(mapping.top + dy - base.top) * base.scale, (mapping.left + dx - base.left) * base.scale]
+        assert shift == pytest.approx(np.round(shift)) and np.round(shift).astype(int).tolist() == (
+            np.round(shift).astype(int) // ALIGN * ALIGN
+        ).tolist()  # the corners moved by whole cells of the pooling grid, relative to the disc
+        oy, ox = np.round(shift).astype(int)
+        working = mapping.to_working(variant)
+        rows = slice(max(oy, int((y0 - base.top) * base.scale) + 2), min(oy + working.shape[0], int((y1 - base.top) * base.scale) - 2))
+        cols = slice(max(ox, int((x0 - base.left) * base.scale) + 2), min(ox + working.shape[1], int((x1 - base.left) * base.scale) - 2))
+        mine = working[rows.start - oy : rows.stop - oy, cols.start - ox : cols.stop - ox]
+        assert mine.size > 0.5 * reference.size
+        assert np.array_equal(mine, reference[rows, cols])
+
+
+def test_maps_return_to_the_photographs_pixels():
+    image = cut_disc(500, 700, cx=330, cy=250, radius=280)
+    mapping = disc_mapping(detect_disc(image), 500, 700, diameter=200.0, margin=0.05)
+    working = mapping.to_working(image)
+    back = mapping.to_original(torch.from_numpy(working[..., :2].transpose(2, 0, 1).astype(np.float32) / 255))
+    assert back.shape == (2, 500, 700)
+    inside = cut_disc(500, 700, cx=330, cy=250, radius=260)[..., 0] > 0
+    error = np.abs(back[0] - image[..., 0] / 255)[inside]
+    assert np.median(error) < 0.05
+    assert back[:, :, : mapping.left].max(initial=0) == 0  # outside the box
+
+
+def test_long_side_mapping_is_the_old_resize():
+    mapping = long_side_mapping(2848, 4288, 1440)
+    assert mapping.size == working_size(2848, 4288, 1440) == (956, 1440)
+    assert (mapping.top, mapping.left, mapping.bottom, mapping.right, mapping.scale) == (0, 0, 2848, 4288, None)
+    assert working_mapping(np.zeros((2848, 4288, 3), np.uint8), RedSegConfig()) == mapping
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="needs the bundled model")
+def test_bundled_model_sees_a_cropped_padded_or_resized_photograph_as_the_original(sample):
+    """Mean |p - p_original| per lesion over the photograph's pixels (inside the crop)."""
+    model = load_checkpoint(DEFAULT_CHECKPOINT).model
+    model.config = dataclasses.replace(model.config, fov_diameter=idrid_fov_diameter(model.config.working_long_side))
+    half = cv2.resize(sample, (2144, 1424), interpolation=cv2.INTER_AREA)
+    original = predict_probabilities(model, half)
+    padded = predict_probabilities(model, np.pad(half, ((120, 120), (80, 80), (0, 0))))[:, 120:-120, 80:-80]
+    cropped = predict_probabilities(model, np.ascontiguousarray(half[100:-100, 300:-300]))
+    resized = predict_probabilities(model, cv2.resize(half, (1072, 712), interpolation=cv2.INTER_AREA))
+    resized = np.stack([cv2.resize(m, (2144, 1424), interpolation=cv2.INTER_LINEAR) for m in resized])
+    for maps, region, tolerance in [
+        (padded, np.s_[:, :, :], 0.002),
+        (cropped, np.s_[:, 100:-100, 300:-300], 0.01),
+        (resized, np.s_[:, :, :], 0.02),
+    ]:
+        difference = np.abs(maps - original[region]).reshape(2, -1).mean(axis=1)
+        assert (difference < tolerance).all(), (tolerance, difference)
