@@ -151,7 +151,7 @@ def main() -> None:
             def in_process() -> float:
                 started = time.perf_counter()
                 image = decode_upload(data, settings.max_pixels)
-                probabilities = predict_probabilities(ckpt.model, image, settings.tiles)
+                probabilities = predict_probabilities(ckpt.model, image, settings.tiles, ckpt.calibration)
                 render(image, probabilities, ckpt.thresholds, outputs)
                 return time.perf_counter() - started
 

@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from model.atomic import atomic_write
+from model.calibration import Calibration
 from model.config import LESIONS, RedSegConfig
 from model.network import RedSeg
 from model.precision import to_channels_last
@@ -48,6 +49,13 @@ class Checkpoint:
     sha256: str = ""
     screening: dict | None = None
     """The fitted referral score (``model.referral.ReferralScore.to_dict``), absent in older checkpoints."""
+    calibration: Calibration | None = None
+    """Maps the network's scores to calibrated probabilities (``redseg-calibrate``); None: raw scores."""
+
+    @property
+    def raw_thresholds(self) -> dict[str, float]:
+        """The operating thresholds on the network's raw scores (``thresholds`` are on calibrated ones)."""
+        return self.calibration.raw_thresholds if self.calibration is not None else self.thresholds
 
     @property
     def config(self) -> RedSegConfig:
@@ -65,6 +73,7 @@ def save_checkpoint(
     metrics: dict | None = None,
     screening: dict | None = None,
     half: bool = False,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write ``model`` and its metadata atomically (temporary file, then rename)."""
     thresholds = {lesion: 0.5 for lesion in LESIONS} | dict(thresholds or {})
@@ -80,6 +89,8 @@ def save_checkpoint(
     }
     if screening is not None:
         meta[SCREENING_KEY] = screening
+    if calibration is not None:
+        meta["calibration"] = calibration.to_dict()
     dtype = torch.float16 if half else torch.float32
     tensors = {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
@@ -111,17 +122,27 @@ def write_screening(path: str | Path, screening: dict) -> None:
 
 
 def model_digest(path: str | Path) -> str:
-    """SHA-256 of what decides the network's outputs (weights, config, thresholds), not of the whole file.
+    """SHA-256 of what decides the network's outputs (weights, config, thresholds, calibration), not of the whole file.
 
     Unlike ``file_sha256`` it stays the same when only the referral score is rewritten.
     """
     path = Path(path)
     meta = read_metadata(path)
-    digest = hashlib.sha256(json.dumps([meta["config"], meta["thresholds"]], sort_keys=True).encode())
+    decisive = [meta["config"], meta["thresholds"]] + ([meta["calibration"]] if "calibration" in meta else [])
+    digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     for name, tensor in sorted(_read_tensors(path).items()):
         digest.update(name.encode())
         digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def update_metadata(path: str | Path, out: str | Path | None = None, **changes) -> Path:
+    """Rewrite a checkpoint (to ``out``, default in place) with some metadata keys replaced; weights as stored."""
+    path = Path(path)
+    meta = read_metadata(path) | changes
+    target = Path(out) if out is not None else path
+    _write_checkpoint(target, _read_tensors(path), meta)
+    return target
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -163,6 +184,7 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         reference = model.state_dict()
         state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
+        calibration = Calibration.from_dict(meta["calibration"]) if "calibration" in meta else None
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} does not hold a valid RedSeg network: {exc}") from exc
     to_channels_last(model.to(device)).eval()
@@ -175,6 +197,7 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         metrics=meta.get("metrics", {}),
         sha256=file_sha256(path),
         screening=meta.get(SCREENING_KEY),
+        calibration=calibration,
     )
 
 

@@ -21,6 +21,7 @@ from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
 from model.rendering import LesionStats, encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
 from model.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
+from model.tta import TTA_MODES
 
 PROG = "redseg-segment"
 EXIT_IMAGE_FAILED = 1
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write <stem>_seg.dcm, a DICOM Segmentation of each DICOM input: binary masks or fractional "
         "probabilities (a non-DICOM input is then an error)",
     )
+    parser.add_argument("--tta", choices=sorted(TTA_MODES), default="none",
+                        help="test-time augmentation: average the maps over flipped/rotated views (default none)")
     return parser.parse_args(argv)
 
 
@@ -96,7 +99,7 @@ def segment_one(
     """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``);
     return each lesion's statistics and the screening summary."""
     image, source = read_input(path, dicom_seg)
-    probabilities = predict_probabilities(checkpoint.model, image, settings)
+    probabilities = predict_probabilities(checkpoint.model, image, settings, checkpoint.calibration)
     masks = {}
     for channel, lesion in enumerate(LESIONS):
         levels = probability_to_uint16(probabilities[channel])
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
     try:
         device = resolve_device(args.device)
-        settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision)
+        settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision,
+                                tta=args.tta)
         checkpoint = load_checkpoint(args.checkpoint, device)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.calibration import Calibration
 from model.fov import FOV_RED_THRESHOLD, fov_mask, working_mapping, working_size  # noqa: F401 (re-exported)
 from model.network import RedSeg
 from model.precision import autocast, check_precision, to_channels_last
+from model.tta import TTA_MODES, augmented, check_tta
 
 NETWORK_STRIDE = 16
 """Downsampling of the default network (four poolings); ``model.encoder.stride`` gives a model's own."""
@@ -31,6 +33,8 @@ class TileSettings:
     precision: str = "auto"
     """``auto``: bf16 autocast where the device computes bf16 natively (CUDA, CPUs with AVX512-BF16/AMX),
     else fp32; ``bf16`` or ``fp32`` force one (see ``model.precision``)."""
+    tta: str = "none"
+    """Test-time augmentation (``model.tta``): ``none``, ``hflip``, ``flips`` or ``dihedral``."""
 
     def __post_init__(self) -> None:
         if self.tile_size < 16:
@@ -40,6 +44,7 @@ class TileSettings:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         check_precision(self.precision)
+        check_tta(self.tta)
 
 
 class TileLayout(NamedTuple):
@@ -148,30 +153,38 @@ def tile_count(height: int, width: int, model: RedSeg, settings: TileSettings, i
         small_h, small_w = working_mapping(image, model.config).size
     else:
         small_h, small_w = working_size(height, width, model.config.working_long_side)
-    return len(tile_grid(_round_up(small_h, align), _round_up(small_w, align), settings, align))
+    sizes = [(small_w, small_h) if quarter_turns % 2 else (small_h, small_w) for quarter_turns, _ in TTA_MODES[settings.tta]]
+    return sum(len(tile_grid(_round_up(h, align), _round_up(w, align), settings, align)) for h, w in sizes)
 
 
 @torch.inference_mode()
-def predict_working_scale(model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings()) -> torch.Tensor:
+def predict_working_scale(
+    model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings(), calibration: Calibration | None = None
+) -> torch.Tensor:
     """Probabilities (2, h, w) on the model's device for an RGB uint8 image already at the working scale."""
     device = next(model.parameters()).device
     tensor = torch.from_numpy(image).to(device).permute(2, 0, 1)[None]
-    probabilities = sliding_window(model, model.normalize(tensor), settings)
+    probabilities = augmented(lambda view: sliding_window(model, view, settings), model.normalize(tensor), settings.tta)
+    if calibration is not None:
+        probabilities = calibration.apply(probabilities, settings.tta)
     if settings.fov_mask:
         probabilities *= torch.from_numpy(fov_mask(image)).to(device)
     return probabilities
 
 
 @torch.inference_mode()
-def predict_probabilities(model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings()) -> np.ndarray:
+def predict_probabilities(
+    model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings(), calibration: Calibration | None = None
+) -> np.ndarray:
     """Per-lesion probability maps, float32 (2, H, W) in 0..1, for an RGB uint8 image (H, W, 3).
 
     The image is mapped to the model's working scale (``model.fov``: by its fundus disc, or by its
-    long side), cut into overlapping tiles run in batches on the model's device, blended, and
+    long side), cut into overlapping tiles run in batches on the model's device, blended
+    (averaged over the ``settings.tta`` views), calibrated where a ``calibration`` is given, and
     mapped back to the original resolution.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.dtype} {image.shape}")
     mapping = working_mapping(image, model.config)
-    probabilities = predict_working_scale(model, mapping.to_working(image), settings)
+    probabilities = predict_working_scale(model, mapping.to_working(image), settings, calibration)
     return mapping.to_original(probabilities)

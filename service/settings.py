@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="The network's precision: auto (bf16 autocast where the device computes bf16 natively: "
         "CUDA, CPUs with AVX512-BF16 or AMX; else fp32), bf16, or fp32 to force full precision.")
+    tta: Literal["none", "hflip", "flips", "dihedral"] = Field(
+        "none", description="Test-time augmentation: average the maps over flipped (and rotated) views; "
+        "each view costs one more pass of the network.")
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
 
     @field_validator("device")
@@ -62,6 +65,7 @@ class Settings(BaseSettings):
             batch_size=self.tile_batch_size,
             fov_mask=self.fov_mask,
             precision=self.precision,
+            tta=self.tta,
         )
 
     def devices(self) -> list[str]:

@@ -104,7 +104,8 @@ class Worker:
 
     def _run(self) -> None:
         try:
-            predict_probabilities(self.checkpoint.model, np.full(WARM_UP_SHAPE, 128, np.uint8), self.tiles)
+            predict_probabilities(self.checkpoint.model, np.full(WARM_UP_SHAPE, 128, np.uint8), self.tiles,
+                                  self.checkpoint.calibration)
             self.warm = True
             log.info("worker on %s is ready", self.device)
             while (job := self.jobs.get()) is not _STOP:
@@ -120,7 +121,7 @@ class Worker:
             return
         started = time.perf_counter()
         try:
-            probabilities = predict_probabilities(self.checkpoint.model, job.image, self.tiles)
+            probabilities = predict_probabilities(self.checkpoint.model, job.image, self.tiles, self.checkpoint.calibration)
         except Exception as exc:
             job.settle(error=exc)
             return

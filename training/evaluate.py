@@ -223,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=TileSettings.batch_size, help="tiles per forward pass")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
+    parser.add_argument("--tta", choices=("none", "hflip", "flips", "dihedral"), default="none",
+                        help="test-time augmentation: average the maps over flipped/rotated views (default none)")
+    parser.add_argument("--raw", action="store_true", help="the network's raw scores, without the checkpoint's calibration")
     args = parser.parse_args(argv)
 
     try:
@@ -233,11 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     use_fov = not args.no_fov
     settings = TileSettings(tile_size=args.tile_size, batch_size=args.batch_size, fov_mask=use_fov and not args.compare_fov,
-                            precision=args.precision)
+                            precision=args.precision, tta=args.tta)
+    calibration = None if args.raw else checkpoint.calibration
+    thresholds = checkpoint.raw_thresholds if args.raw else checkpoint.thresholds
     evaluation = evaluate_samples(
         samples,
-        lambda image: predict_probabilities(checkpoint.model, image, settings),
-        checkpoint.thresholds,
+        lambda image: predict_probabilities(checkpoint.model, image, settings, calibration),
+        thresholds,
         compare_fov=args.compare_fov,
         progress=not args.no_progress,
     )
@@ -247,15 +252,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "name": checkpoint.name,
             "version": checkpoint.version,
             "sha256": checkpoint.sha256,
-            "thresholds": checkpoint.thresholds,
+            "thresholds": thresholds,
             "config": checkpoint.config.to_dict(),
+            "calibrated": calibration is not None,
         },
+        "tta": args.tta,
         **data_header(args, samples),
         "fov_mask": "full resolution (compare mode)" if args.compare_fov else use_fov,
         "tiles": {"tile_size": args.tile_size, "batch_size": args.batch_size},
     }
     title = f"{checkpoint.name} {checkpoint.version} on {describe_selection(args, samples)}"
-    report = write_report(args.out, evaluation, checkpoint.thresholds, header, title)
+    report = write_report(args.out, evaluation, thresholds, header, title)
     print(format_summary(report))
     print(f"wrote {args.out / 'metrics.json'}")
     return 0

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name in tqdm(wanted, desc="examples", unit="image", file=sys.stderr):
         image, truth = load_sample(samples[name])
-        probabilities = predict_probabilities(checkpoint.model, image, TileSettings())
+        probabilities = predict_probabilities(checkpoint.model, image, TileSettings(), checkpoint.calibration)
         predicted = {lesion: binary_mask(probabilities[i], checkpoint.thresholds[lesion]) for i, lesion in enumerate(LESIONS)}
         print(example_figure(args.out / f"{name}_example.png", name, image, truth, predicted))
     return 0

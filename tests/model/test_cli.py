@@ -176,3 +176,19 @@ def test_dicom_input_and_dicom_seg_output(tmp_path, checkpoint, images, capsys):
     frames = seg.pixel_array  # (segments, rows, columns), MA then HE
     for index, lesion in enumerate(LESIONS):
         assert np.array_equal(frames[index] > 0, read(tmp_path / "out" / f"c_{lesion}_mask.png") > 0)
+
+
+def test_tta_and_the_checkpoints_calibration_shape_the_maps(tmp_path, checkpoint, images):
+    from model.calibration import Calibration, Platt
+    from model.checkpoint import update_metadata
+
+    platt = {"MA": Platt(0.5, -2.0), "HE": Platt(0.7, -1.0)}
+    calibration = Calibration({"none": platt, "hflip": platt}, raw_thresholds={"MA": 0.5, "HE": 0.45})
+    calibrated = update_metadata(checkpoint, tmp_path / "calibrated.safetensors", calibration=calibration.to_dict())
+    out = tmp_path / "out"
+    assert main([str(images[0]), "--out", str(out), "--checkpoint", str(calibrated), "--tta", "hflip"]) == 0
+    rgb = cv2.cvtColor(cv2.imread(str(images[0])), cv2.COLOR_BGR2RGB)
+    model = load_checkpoint(calibrated).model
+    expected = predict_probabilities(model, rgb, TileSettings(tta="hflip"), calibration)
+    np.testing.assert_allclose(uint16_to_probability(read(out / "a_HE_prob.png")), expected[1], atol=1e-4)
+    assert not np.allclose(expected, predict_probabilities(model, rgb, TileSettings(tta="hflip")), atol=1e-2)

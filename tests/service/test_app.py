@@ -105,3 +105,11 @@ def test_the_version_is_the_projects(checkpoint: Path, monkeypatch: pytest.Monke
     assert version.app_version() == declared  # a source tree that is not installed (the Docker image)
     monkeypatch.setattr(version, "PYPROJECT", version.PYPROJECT.with_name("missing.toml"))
     assert version.app_version() == "unknown"
+
+
+def test_tta_is_a_service_setting(monkeypatch):
+    monkeypatch.setenv("REDSEG_TTA", "flips")
+    assert Settings().tiles.tta == "flips"
+    monkeypatch.setenv("REDSEG_TTA", "mirror")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -25,7 +25,7 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make inference slow (0.4 s) and record the width of every image the worker runs."""
     calls: list[int] = []
 
-    def slow_predict(model, image, settings):
+    def slow_predict(model, image, settings, calibration=None):
         calls.append(image.shape[1])
         if image.shape[1] == 77:
             raise RuntimeError("injected failure")
@@ -133,9 +133,9 @@ def test_a_request_past_its_timeout_gets_503_and_is_skipped(checkpoint, predict_
 def test_not_ready_until_the_warm_up_has_run(checkpoint, monkeypatch: pytest.MonkeyPatch):
     gate = threading.Event()
 
-    def gated_predict(model, image, settings):
+    def gated_predict(model, image, settings, calibration=None):
         gate.wait(30)
-        return real_predict(model, image, settings)
+        return real_predict(model, image, settings, calibration)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", gated_predict)
     with serve_in_thread(make_settings(checkpoint), wait=False) as url, httpx.Client(base_url=url, timeout=30) as http:
