@@ -62,8 +62,11 @@ model-card: venv
 	  $(BIN)/redseg-evaluate --checkpoint $(RUN)/checkpoints/$$stage-best.safetensors --data $(DATA) \
 	    --split train --holdout --out $(CARD)/eval-$$stage --no-progress || exit 1; \
 	done
+	$(BIN)/redseg-calibrate --checkpoint $(MODEL) --data $(DATA) --out $(CARD)/calibration --no-progress
 	$(BIN)/redseg-evaluate --checkpoint $(MODEL) --data $(DATA) --split train --holdout --compare-fov \
 	  --out $(CARD)/eval-default --no-progress
+	$(BIN)/redseg-evaluate --checkpoint $(MODEL) --data $(DATA) --split train --holdout --tta flips \
+	  --out $(CARD)/eval-default-tta-flips --no-progress
 	$(BIN)/redseg-baseline --data $(DATA) --split train --holdout --out $(CARD)/baseline --no-progress
 	$(BIN)/redseg-examples --checkpoint $(MODEL) --data $(DATA) --images $(EXAMPLES) --out $(CARD)/examples
 	cp $(RUN)/curves.png $(CARD)/loss-curves.png

@@ -75,7 +75,7 @@ def fit_platt(counts: np.ndarray, iterations: int = 50) -> Platt:
 def calibrated_centres(platt: Platt | None) -> np.ndarray:
     """The probability each logit bin stands for: raw (the sigmoid) or after ``platt``."""
     z = CENTRES if platt is None else platt.slope * CENTRES + platt.intercept
-    return 1 / (1 + np.exp(-z))
+    return 1 / (1 + np.exp(-np.clip(z, -500, 500)))
 
 
 def reliability(counts: np.ndarray, probability: np.ndarray) -> dict:
