@@ -3,11 +3,11 @@
 For each test-time augmentation mode, every hold-out image is segmented with the network's raw
 scores; the pixels inside the field of view go into per-image histograms of logit(score) for lesion
 and background pixels. A Platt scaling ``sigmoid(a * logit + b)`` per lesion is fitted on all of
-them and written into the checkpoint (in place, or ``--out``) with operating thresholds on the
+them and written into the checkpoint (in place, or to ``--write``) with operating thresholds on the
 calibrated scale (the best F1 on the hold-out among multiples of 0.01). Fitting and measuring on the
 same images flatters the result, so the reported calibration error is cross-fitted: each image is
 calibrated by a fit on the other folds. Writes ``calibration.json`` and ``reliability.png`` to
-``--report``.
+``--out``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from model.calibration import LOGIT_LIMIT, Calibration, Platt
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.cli_help import plain_help
 from model.config import LESIONS
+from model.devices import resolve_device
 from model.fov import fov_mask
 from training.evaluate import add_data_arguments, select_samples
 from training.idrid import load_sample
@@ -60,7 +63,7 @@ def fit_platt(counts: np.ndarray, iterations: int = 50) -> Platt:
     prior = min(max(positive.sum() / total.sum(), 1e-12), 1 - 1e-12)
     params = np.array([1.0, np.log(prior / (1 - prior))])
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(design @ params)))
+        p = 1 / (1 + np.exp(-np.clip(design @ params, -500, 500)))
         gradient = design.T @ (w * (p - y))
         hessian = design.T @ (design * (w * p * (1 - p))[:, None]) + 1e-12 * np.eye(2)
         step, before = np.linalg.solve(hessian, gradient), loss(params)
@@ -153,31 +156,32 @@ def fit_mode(per_image: np.ndarray, folds: int) -> tuple[dict[str, Platt], dict]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="redseg-calibrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--write", type=Path, help="write the calibrated checkpoint here (default: in place)")
-    add_data_arguments(parser)
+    parser = argparse.ArgumentParser(prog="redseg-calibrate", description=plain_help(__doc__.split("\n\n")[0]))
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH",
+                        help="the checkpoint to calibrate (default: the bundled model)")
+    parser.add_argument("--write", type=Path, metavar="PATH", help="write the calibrated checkpoint here (default: in place)")
+    add_data_arguments(parser, out_help="folder for calibration.json and reliability.png")
     parser.set_defaults(holdout=True)  # unless --images names others
     parser.add_argument("--tta", default="none,hflip,flips",
                         help="comma-separated test-time augmentation modes to fit (always includes none)")
     parser.add_argument("--folds", type=int, default=5, help="folds of images for the cross-fitted calibration error")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="the network's precision, as the service will run it (default auto)")
     args = parser.parse_args(argv)
     args.holdout = not args.images
 
     from model.checkpoint import CheckpointError, load_checkpoint, update_metadata
     from model.inference import TileSettings
     from model.tta import check_tta
-    from training.evaluate import _device
     from training.idrid import DatasetLayoutError
     from training.reliability_plot import plot_reliability
 
     try:
         modes = ["none", *(check_tta(m.strip()) for m in args.tta.split(",") if m.strip() not in ("", "none"))]
         samples = select_samples(args)
-        checkpoint = load_checkpoint(args.checkpoint, device=_device(args.device))
-    except (DatasetLayoutError, CheckpointError, ValueError) as exc:
+        checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    except (DatasetLayoutError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"redseg-calibrate: error: {exc}", file=sys.stderr)
         return 2
     if len(samples) < args.folds:

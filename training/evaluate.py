@@ -25,6 +25,7 @@ from model.cli_help import plain_help
 from model.config import LESIONS
 from model.devices import resolve_device
 from model.inference import TileSettings, fov_mask, predict_probabilities
+from model.tta import TTA_MODES
 from training.idrid import (DEFAULT_HOLDOUT, DEFAULT_ROOT, DatasetLayoutError, Sample, list_samples, load_sample,
                             split_holdout)
 from training.metrics import PUBLISHED_AUC_PR, PRAccumulator
@@ -172,10 +173,10 @@ def _num(value) -> str:
     return f"{value:7.4f}" if value is not None else "    n/a"
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, out_help: str = "folder for metrics.json, per_image.csv, PNGs") -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="IDRiD root folder (official layout)")
     parser.add_argument("--split", default="train", help="'train', 'test' or the split's folder name")
-    parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, per_image.csv, PNGs")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--images", help="comma-separated image names, e.g. IDRiD_05,IDRiD_10")
     which.add_argument("--holdout", action="store_true",
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=TileSettings.batch_size, help="tiles per forward pass")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
-    parser.add_argument("--tta", choices=("none", "hflip", "flips", "dihedral"), default="none",
+    parser.add_argument("--tta", choices=sorted(TTA_MODES), default="none",
                         help="test-time augmentation: average the maps over flipped/rotated views (default none)")
     parser.add_argument("--raw", action="store_true", help="the network's raw scores, without the checkpoint's calibration")
     args = parser.parse_args(argv)
