@@ -62,6 +62,7 @@ model-card: venv
 	  $(BIN)/redseg-evaluate --checkpoint $(RUN)/checkpoints/$$stage-best.safetensors --data $(DATA) \
 	    --split train --holdout --out $(CARD)/eval-$$stage --no-progress || exit 1; \
 	done
+	# rewrites $(MODEL) with its calibration and drops a referral score fitted before it: run make screen after
 	$(BIN)/redseg-calibrate --checkpoint $(MODEL) --data $(DATA) --out $(CARD)/calibration --no-progress
 	$(BIN)/redseg-evaluate --checkpoint $(MODEL) --data $(DATA) --split train --holdout --compare-fov \
 	  --out $(CARD)/eval-default --no-progress

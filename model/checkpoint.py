@@ -136,10 +136,11 @@ def model_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def update_metadata(path: str | Path, out: str | Path | None = None, **changes) -> Path:
-    """Rewrite a checkpoint (to ``out``, default in place) with some metadata keys replaced; weights as stored."""
+def update_metadata(path: str | Path, out: str | Path | None = None, drop: tuple[str, ...] = (), **changes) -> Path:
+    """Rewrite a checkpoint (to ``out``, default in place) with some metadata keys replaced or dropped;
+    weights as stored."""
     path = Path(path)
-    meta = read_metadata(path) | changes
+    meta = {k: v for k, v in read_metadata(path).items() if k not in drop} | changes
     target = Path(out) if out is not None else path
     _write_checkpoint(target, _read_tensors(path), meta)
     return target

@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.holdout = not args.images
 
-    from model.checkpoint import CheckpointError, load_checkpoint, update_metadata
+    from model.checkpoint import SCREENING_KEY, CheckpointError, load_checkpoint, update_metadata
     from model.inference import TileSettings
     from model.tta import check_tta
     from training.idrid import DatasetLayoutError
@@ -196,7 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = [s.name for s in samples]
     calibration = Calibration(scalings, checkpoint.raw_thresholds, {"images": images, "folds": args.folds,
                                                                      "precision": args.precision})
-    written = update_metadata(args.checkpoint, args.write, calibration=calibration.to_dict(), thresholds=thresholds)
+    stale = checkpoint.screening is not None  # its referral score read the uncalibrated maps
+    written = update_metadata(args.checkpoint, args.write, drop=(SCREENING_KEY,), calibration=calibration.to_dict(),
+                              thresholds=thresholds)
+    if stale:
+        print(f"redseg-calibrate: {written} no longer carries its referral score, fitted on uncalibrated maps: "
+              "fit it again (redseg-screen --write, make screen)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": str(written), "images": images, "thresholds": thresholds, "modes": reports}
     (args.out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")

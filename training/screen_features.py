@@ -52,7 +52,7 @@ def read_cache(path: Path) -> dict[str, dict[str, float]]:
 def photograph_features(path: Path, checkpoint: Checkpoint, tiles: TileSettings) -> dict[str, float]:
     """Every screening feature of one photograph on disk, as the service computes them."""
     image = read_image(path)
-    probabilities = predict_probabilities(checkpoint.model, image, tiles)
+    probabilities = predict_probabilities(checkpoint.model, image, tiles, checkpoint.calibration)  # as served
     _, fov = field_of_view(image)
     return image_features(probabilities, checkpoint.thresholds, fov)
 

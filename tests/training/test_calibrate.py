@@ -59,10 +59,11 @@ def test_histograms_count_only_the_valid_pixels():
     assert counts[0, 1, BINS // 2] == 1  # p = 0.5 is logit 0, the middle bin
 
 
-def test_cli_writes_the_calibration_into_a_copy(tmp_path):
+def test_cli_writes_the_calibration_into_a_copy(tmp_path, capsys):
     torch.manual_seed(0)
     model = RedSeg(RedSegConfig(width=0.0625, working_long_side=128)).eval()
-    original = save_checkpoint(tmp_path / "tiny.safetensors", model, thresholds={"MA": 0.4, "HE": 0.6})
+    original = save_checkpoint(tmp_path / "tiny.safetensors", model, thresholds={"MA": 0.4, "HE": 0.6},
+                               screening={"fitted": "on raw maps"})
     data = make_fake_idrid(tmp_path / "idrid", names=("IDRiD_01", "IDRiD_02"), with_he=("IDRiD_01", "IDRiD_02"))
     written = tmp_path / "calibrated.safetensors"
     assert main(["--checkpoint", str(original), "--write", str(written), "--data", str(data), "--images",
@@ -73,6 +74,7 @@ def test_cli_writes_the_calibration_into_a_copy(tmp_path):
     assert calibrated.raw_thresholds == {"MA": 0.4, "HE": 0.6}
     assert all(t == round(t, 2) for t in calibrated.thresholds.values())
     assert load_checkpoint(original).calibration is None
+    assert calibrated.screening is None and "referral score" in capsys.readouterr().err  # stale: fit it again
     report = json.loads((tmp_path / "report" / "calibration.json").read_text())
     assert report["images"] == ["IDRiD_01", "IDRiD_02"]
     assert {"raw", "cross_fitted", "in_sample", "best_f1", "platt"} <= set(report["modes"]["hflip"][LESIONS[0]])
