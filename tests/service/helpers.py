@@ -55,7 +55,7 @@ def make_settings(checkpoint: Path, **overrides) -> Settings:
     return Settings(**(values | overrides))
 
 
-def wait_ready(base_url: str, timeout_s: float = 60.0, alive: callable = lambda: True) -> None:
+def wait_ready(base_url: str, timeout_s: float = 240.0, alive: callable = lambda: True) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not alive():
@@ -100,7 +100,7 @@ def uvicorn_subprocess(env: dict[str, str], port: int) -> subprocess.Popen:
 
 
 @contextmanager
-def running_uvicorn(env: dict[str, str], timeout_s: float = 60.0) -> Iterator[str]:
+def running_uvicorn(env: dict[str, str], timeout_s: float = 240.0) -> Iterator[str]:
     """``uvicorn_subprocess`` on a free port, ready; its base URL. Stopped (then killed if need be) on exit."""
     port = free_port()
     process = uvicorn_subprocess(env, port)
