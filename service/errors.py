@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import Send
 
 log = logging.getLogger("service")
 
@@ -26,6 +28,16 @@ class ServiceError(Exception):
 
 def unavailable(reason: str, detail: str, retry_after: int) -> ServiceError:
     return ServiceError(503, reason, detail, headers={"Retry-After": str(retry_after)})
+
+
+async def send_error(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    """An error answered from ASGI middleware (outside FastAPI's handlers), closing the connection."""
+    body = json.dumps({"detail": detail}).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    raw_headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def internal_error(message: str, exc: BaseException | None = None) -> JSONResponse:

@@ -11,15 +11,17 @@ from starlette.concurrency import run_in_threadpool
 
 from model.config import LESIONS
 from model.dicom_seg import SEG_TYPES
+from service.admission import Overloaded
 from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.dicom import require_dicom_source, segmentation_bytes
 from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
+from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
-from service.worker import InferenceResult, Job, QueueFull, WorkerPool
+from service.worker import InferenceResult, Job, WorkerPool
 
 router = APIRouter(tags=["segmentation"])
 
@@ -119,7 +121,7 @@ async def segment(
     data = await read_image_field(request, settings.max_upload_bytes)
     started = time.perf_counter()
     try:
-        with pool.admit():
+        with pool.admit(pixels_to_hold(data, settings.max_pixels)):
             photo = await run_in_threadpool(decode_photo, data, settings.max_pixels)
             image = photo.pixels
             del data
@@ -144,8 +146,8 @@ async def segment(
                 seg = await run_in_threadpool(
                     segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, ckpt
                 )
-    except QueueFull:
-        raise unavailable("queue_full", "the service is busy: too many requests in progress", pool.retry_after()) from None
+    except Overloaded as exc:
+        raise unavailable(exc.reason, exc.detail, exc.retry_after_s) from None
     except ClientGone:
         metrics.rejected.labels(reason="client_disconnected").inc()
         return Response(status_code=499)

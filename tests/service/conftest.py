@@ -13,14 +13,15 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.processes import stop
 from tests.service.helpers import (
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     SAMPLE,
     free_port,
     png,
+    serve_subprocess,
     tiny_checkpoint,
-    uvicorn_subprocess,
     wait_ready,
 )
 
@@ -59,17 +60,13 @@ def server(checkpoint: Path) -> Iterator[str]:
         "REDSEG_QUEUE_SIZE": "16",
         "REDSEG_API_TOKEN": "",
     }
-    process = uvicorn_subprocess(env, port)
+    process = serve_subprocess(env, port, output=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base_url, alive=lambda: process.poll() is None)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture

@@ -91,12 +91,11 @@ def serve_in_thread(settings: Settings, wait: bool = True) -> Iterator[str]:
         sock.close()
 
 
-def uvicorn_subprocess(env: dict[str, str], port: int) -> subprocess.Popen:
-    """``uvicorn service.main:app``, as `make serve` runs it, configured by REDSEG_* variables."""
-    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def serve_subprocess(env: dict[str, str], port: int, output: int = subprocess.PIPE) -> subprocess.Popen:
+    """``redseg-serve``, as `make serve` runs it, configured by REDSEG_* variables. A long-lived
+    server should send its ``output`` (the access log) to DEVNULL: an unread pipe fills and blocks it."""
+    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
 def segment(http: httpx.Client, data: bytes, filename: str = "photo.png", content_type: str = "image/png", **params):

@@ -19,12 +19,12 @@ from service import version
 from service.app import StartupError, create_app, load_pool
 from service.metrics import Metrics
 from service.settings import Settings
-from tests.service.helpers import free_port, make_settings, uvicorn_subprocess
+from tests.service.helpers import free_port, make_settings, serve_subprocess
 
 
 def test_the_server_refuses_to_start_without_a_checkpoint(tmp_path: Path):
     missing = tmp_path / "no-such-model.safetensors"
-    process = uvicorn_subprocess({"REDSEG_CHECKPOINT": str(missing), "REDSEG_DEVICE": "cpu"}, free_port())
+    process = serve_subprocess({"REDSEG_CHECKPOINT": str(missing), "REDSEG_DEVICE": "cpu"}, free_port())
     try:
         output, _ = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:

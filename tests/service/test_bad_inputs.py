@@ -37,6 +37,12 @@ def png_declaring(width: int, height: int) -> bytes:
     )
 
 
+def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with its frame header (SOF0) claiming another size: its data ends long before such an image would."""
+    sof = jpeg.index(b"\xff\xc0")
+    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
+
+
 def encoded(extension: str, array: np.ndarray) -> bytes:
     ok, buffer = cv2.imencode(extension, array)
     assert ok
@@ -105,6 +111,16 @@ def no_boundary(http: httpx.Client) -> int:
     return http.post("/segment", content=b"--x\r\n\r\n", headers={"Content-Type": "multipart/form-data"}).status_code
 
 
+def multipart_without_closing_boundary(image: bytes) -> Callable[[httpx.Client], int]:
+    def send(http: httpx.Client) -> int:
+        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+        response = http.post("/segment", content=multipart_head() + image, headers=headers)
+        assert response.status_code != 400 or "truncated" in response.json()["detail"]
+        return response.status_code
+
+    return send
+
+
 def get_segment(http: httpx.Client) -> int:
     return http.get("/segment").status_code
 
@@ -157,6 +173,7 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "text file claiming image/png": (upload(b"hello, fundus\n" * 20), 415),
         "truncated JPEG": (upload(sample[: len(sample) // 2], "x.jpg", "image/jpeg"), 400),
         "JPEG header only": (upload(small_jpeg[:200], "x.jpg", "image/jpeg"), 400),
+        "JPEG claiming 3000x3000, data ends early": (upload(jpeg_claiming(small_jpeg, 3000, 3000), "x.jpg", "image/jpeg"), 400),
         "corrupt PNG": (upload(bytes(corrupt_png)), 400),
         "truncated PNG": (upload(small_png[: len(small_png) // 2]), 400),
         "wrong field name": (upload(small_png, field="file"), 422),
@@ -165,6 +182,7 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "not multipart (raw JPEG body)": (raw_jpeg_body, 415),
         "form-urlencoded, not multipart": (lambda http: http.post("/segment", data={"image": "x"}).status_code, 415),
         "multipart without boundary": (no_boundary, 400),
+        "multipart without closing boundary": (multipart_without_closing_boundary(small_png), 400),
         "huge Content-Length": (huge_content_length, 413),
         "over the byte limit, with Content-Length": (over_limit_with_length, 413),
         "over the byte limit, chunked": (over_limit_chunked, 413),
