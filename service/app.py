@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from model.checkpoint import CheckpointError, load_checkpoint
 from service.errors import install_error_handlers
+from service.openapi import install_openapi
 from service.limits import BodyLimitMiddleware, BodyLimits
 from service.metrics import Metrics
 from service.routes import health, segment
@@ -26,6 +28,10 @@ log = logging.getLogger("service")
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Room in the body limit for the multipart framing around the image."""
 
+
+METRICS_RESPONSE = {
+    200: {"description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
 
 WORKER_STOP_TIMEOUT_S = 10.0
 """How long shutdown waits for the inference in hand (its request has been answered by then)."""
@@ -103,5 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, limits=limits, on_reject=count_rejected)
     app.add_middleware(DrainMiddleware, drain=drain, on_reject=count_rejected)
-    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(app, tags=["metrics"])
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
+        app, tags=["metrics"], response_class=PlainTextResponse, responses=METRICS_RESPONSE, summary="Prometheus metrics"
+    )
+    install_openapi(app, settings)
     return app

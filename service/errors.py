@@ -1,13 +1,15 @@
-"""Client errors as JSON ``{"detail": ...}``, each counted by reason; server errors with an error id."""
+"""Client errors as JSON ``{"detail": "..."}`` (bad parameters add an ``errors`` list), each counted
+by reason; server errors with an error id."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import Send
@@ -51,6 +53,14 @@ def count_rejection(request: Request, reason: str) -> None:
     request.app.state.metrics.rejected.labels(reason=reason).inc()
 
 
+def validation_error_body(errors: Sequence[Any]) -> dict:
+    """The one error shape, for bad parameters too: ``detail`` says it in a sentence, ``errors``
+    lists each problem as FastAPI finds it (``loc``, ``msg``, ``type``)."""
+    issues = [{"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]} for error in errors]
+    summary = "; ".join(f"{' '.join(issue['loc'])}: {issue['msg']}" for issue in issues)
+    return {"detail": f"invalid request: {summary}", "errors": issues}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -60,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
         count_rejection(request, "invalid_parameters")
-        return await request_validation_exception_handler(request, exc)
+        return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

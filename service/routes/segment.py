@@ -15,7 +15,7 @@ from service.admission import Overloaded
 from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.dicom import require_dicom_source, segmentation_bytes
-from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
+from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
@@ -24,6 +24,8 @@ from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, WorkerPool
 
 router = APIRouter(tags=["segmentation"])
+
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp", "application/dicom")
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -41,7 +43,8 @@ UPLOAD_BODY = {
                             "or DICOM (Ophthalmic Photography 8 Bit or VL Photographic Image Storage).",
                         }
                     },
-                }
+                },
+                "encoding": {FIELD: {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
             }
         },
     }
@@ -108,7 +111,10 @@ async def segment(
     threshold_he: Threshold = None,
     outputs: Annotated[
         str,
-        Query(description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only."),
+        Query(
+            description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only.",
+            json_schema_extra={"pattern": OUTPUTS_PATTERN.pattern},
+        ),
     ] = DEFAULT_OUTPUTS,
     seg_type: Annotated[
         str, Query(pattern=f"^({'|'.join(SEG_TYPES)})$", description="DICOM SEG answer: binary masks or fractional probabilities.")
