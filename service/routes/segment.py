@@ -55,12 +55,13 @@ ERRORS = {
     for status, description in {
         400: "Empty, corrupt or truncated image, or a malformed multipart body.",
         401: "A bearer token is required and was missing or wrong.",
+        408: "The request body took longer than REDSEG_BODY_TIMEOUT_S to arrive.",
         413: "The upload has too many bytes or too many pixels.",
         406: "The Accept header asks for a format RedSeg does not offer, or for DICOM with a non-DICOM upload.",
         415: "Not an image, an unsupported content type, or a DICOM file that is not a supported photograph.",
         422: "Bad parameters, or no 'image' file field.",
         500: "Inference failed; the message carries an error id found in the server log.",
-        503: "Overloaded, timed out, or the model is not ready: retry after the Retry-After header's seconds.",
+        503: "Busy (no answer possible within the request timeout), timed out, not ready, or shutting down: see Retry-After.",
     }.items()
 }
 

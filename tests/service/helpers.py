@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
 MAX_UPLOAD_BYTES = 2_000_000
 MAX_PIXELS = 13_000_000
+BODY_TIMEOUT_S = 3
+MAX_HEADER_BYTES = 16384
 
 
 def tiny_checkpoint(path: Path, seed: int = 0) -> Path:

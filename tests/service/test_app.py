@@ -88,10 +88,12 @@ def test_openapi_documents_the_upload_the_answer_and_an_example(checkpoint: Path
     body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["image"] and body["properties"]["image"]["format"] == "binary"
     assert {"threshold_ma", "threshold_he", "outputs"} <= {p["name"] for p in operation["parameters"]}
-    assert {"200", "400", "401", "413", "415", "422", "500", "503"} <= set(operation["responses"])
+    assert {"200", "400", "408", "413", "415", "422", "500", "503"} <= set(operation["responses"])
+    assert operation["requestBody"]["content"]["multipart/form-data"]["encoding"]["image"]["contentType"].startswith("image/")
     answer = spec["components"]["schemas"]["SegmentResponse"]
     assert answer["examples"][0]["image"] == {"width": 4288, "height": 2848}
     assert "/healthz" in spec["paths"] and "/readyz" in spec["paths"]
+    assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
 
 
 def test_the_version_is_the_projects(checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
@@ -105,3 +107,14 @@ def test_the_version_is_the_projects(checkpoint: Path, monkeypatch: pytest.Monke
     assert version.app_version() == declared  # a source tree that is not installed (the Docker image)
     monkeypatch.setattr(version, "PYPROJECT", version.PYPROJECT.with_name("missing.toml"))
     assert version.app_version() == "unknown"
+
+
+def test_openapi_declares_bearer_auth_only_when_a_token_is_set(checkpoint: Path):
+    open_spec = create_app(make_settings(checkpoint)).openapi()
+    assert "securitySchemes" not in open_spec.get("components", {})
+    assert "security" not in open_spec["paths"]["/segment"]["post"]
+    assert "401" not in open_spec["paths"]["/segment"]["post"]["responses"]
+    guarded = create_app(make_settings(checkpoint, api_token="tok3n")).openapi()
+    assert guarded["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert guarded["paths"]["/segment"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "401" in guarded["paths"]["/segment"]["post"]["responses"]

@@ -241,5 +241,13 @@ def test_errors_are_json_with_a_clear_detail(client: httpx.Client):
     assert "no form field 'image'" in response.json()["detail"]
 
 
+def test_bad_parameters_have_the_same_error_shape_with_a_list_of_problems(client: httpx.Client, small_png: bytes):
+    response = client.post("/segment", files={"image": ("x.png", small_png, "image/png")}, params={"threshold_ma": 2})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"].startswith("invalid request: query threshold_ma: ") and "less than or equal to 1" in body["detail"]
+    assert body["errors"] == [{"loc": ["query", "threshold_ma"], "msg": "Input should be less than or equal to 1", "type": "less_than_equal"}]
+
+
 def test_at_least_fifteen_kinds_of_bad_input():
     assert len(CASE_NAMES) >= 15

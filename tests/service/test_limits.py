@@ -1,4 +1,4 @@
-"""Connection limits, from outside, on the server as `make serve` runs it (redseg-serve):
+"""Connection limits, from outside, on the main test server (redseg-serve, as `make serve` runs it):
 oversized bodies answered 413 that every kind of client can read, with flat memory;
 slow bodies cut off with 408; oversized request heads refused."""
 
@@ -18,33 +18,10 @@ import psutil
 import pytest
 import requests
 
-from tests.processes import stop
-from tests.service.helpers import free_port, serve_subprocess, wait_ready
+from tests.service.helpers import BODY_TIMEOUT_S, MAX_UPLOAD_BYTES
 
-LIMIT = 1_000_000
-BODY_TIMEOUT_S = 1.5
+LIMIT = MAX_UPLOAD_BYTES
 OVERSIZED = 40 * 2**20
-
-
-@pytest.fixture(scope="module")
-def limited_server(checkpoint: Path) -> Iterator[tuple[str, psutil.Process]]:
-    port = free_port()
-    env = {
-        "REDSEG_CHECKPOINT": str(checkpoint),
-        "REDSEG_DEVICE": "cpu",
-        "REDSEG_MAX_UPLOAD_BYTES": str(LIMIT),
-        "REDSEG_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
-        "REDSEG_MAX_HEADER_BYTES": "16384",
-        "REDSEG_DRAIN_MAX_BYTES": str(2 * OVERSIZED),
-        "REDSEG_API_TOKEN": "",
-    }
-    process = serve_subprocess(env, port, output=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, alive=lambda: process.poll() is None)
-        yield url, psutil.Process(process.pid)
-    finally:
-        stop(process)
 
 
 def multipart(data: bytes) -> tuple[bytes, str]:
@@ -57,8 +34,8 @@ def rss_mb(process: psutil.Process) -> float:
     return process.memory_info().rss / 2**20
 
 
-def test_urllib_reads_the_413_of_an_oversized_upload_and_memory_stays_flat(limited_server):
-    url, process = limited_server
+def test_urllib_reads_the_413_of_an_oversized_upload_and_memory_stays_flat(server_process):
+    url, process = server_process
     body, content_type = multipart(b"\xff\xd8\xff" + bytes(OVERSIZED))
     before = rss_mb(process)
     request = urllib.request.Request(f"{url}/segment", data=body, headers={"Content-Type": content_type})
@@ -69,8 +46,8 @@ def test_urllib_reads_the_413_of_an_oversized_upload_and_memory_stays_flat(limit
     assert rss_mb(process) - before < 20  # a 40 MB body went through, a chunk at a time
 
 
-def test_requests_reads_the_413_with_a_file_upload_and_a_chunked_body(limited_server):
-    url, _ = limited_server
+def test_requests_reads_the_413_with_a_file_upload_and_a_chunked_body(server_process):
+    url, _ = server_process
     answer = requests.post(f"{url}/segment", files={"image": ("big.jpg", bytes(8 * LIMIT), "image/jpeg")}, timeout=60)
     assert answer.status_code == 413 and "larger than the limit" in answer.json()["detail"]
 
@@ -84,8 +61,8 @@ def test_requests_reads_the_413_with_a_file_upload_and_a_chunked_body(limited_se
     assert answer.status_code == 413
 
 
-def test_curl_with_100_continue_gets_413_before_sending_the_body(limited_server, tmp_path: Path):
-    url, _ = limited_server
+def test_curl_with_100_continue_gets_413_before_sending_the_body(server_process, tmp_path: Path):
+    url, _ = server_process
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8\xff" + bytes(4 * LIMIT))
     result = subprocess.run(
@@ -114,8 +91,8 @@ def raw_exchange(url: str, chunks: Iterator[bytes], pause_s: float = 0.0) -> byt
             return b""
 
 
-def test_a_body_dripped_slowly_gets_408_and_its_connection_is_closed(limited_server):
-    url, _ = limited_server
+def test_a_body_dripped_slowly_gets_408_and_its_connection_is_closed(server_process):
+    url, _ = server_process
     body, content_type = multipart(bytes(5000))
     head = (
         f"POST /segment HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -123,12 +100,12 @@ def test_a_body_dripped_slowly_gets_408_and_its_connection_is_closed(limited_ser
     drips = (body[start : start + 10] for start in range(0, len(body), 10))
     answer = raw_exchange(url, iter([head, *drips]), pause_s=0.25)
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert b"took longer than 1.5 s" in answer
+    assert f"took longer than {BODY_TIMEOUT_S} s".encode() in answer
     assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
 
 
-def test_an_oversized_request_head_is_refused_with_flat_memory(limited_server):
-    url, process = limited_server
+def test_an_oversized_request_head_is_refused_with_flat_memory(server_process):
+    url, process = server_process
     before = rss_mb(process)
     filler = (f"X-Filler-{i}: {'a' * 1000}\r\n".encode() for i in range(16_000))  # 16 MB of headers
     answer = raw_exchange(url, iter([b"GET /healthz HTTP/1.1\r\nHost: x\r\n", *filler, b"\r\n"]))
