@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bench.service import wait_ready  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
@@ -58,18 +59,6 @@ def start_server(checkpoint: Path, port: int, threads: int | None) -> subprocess
         env["REDSEG_TORCH_THREADS"] = str(threads)
     command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"the server at {url} did not become ready")
 
 
 def growth(samples: list[dict], warm_up: int) -> dict:
