@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         drain_s=settings.drain_timeout_s,
     )
     app.add_middleware(BodyLimitMiddleware, limits=limits, on_reject=count_rejected)
-    app.add_middleware(DrainMiddleware, drain=drain, on_reject=count_rejected)
+    app.add_middleware(DrainMiddleware, drain=drain, limits=limits, on_reject=count_rejected)
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, tags=["metrics"], response_class=PlainTextResponse, responses=METRICS_RESPONSE, summary="Prometheus metrics"
     )

@@ -40,6 +40,33 @@ class BodyLimits:
     """Longest spent discarding an oversized body."""
 
 
+def awaits_continue(scope: Scope) -> bool:
+    """The client sent ``Expect: 100-continue``: it sends no body until told to."""
+    return "100-continue" in Headers(scope=scope).get("expect", "").lower()
+
+
+async def discard_body(receive: Receive, limits: BodyLimits, declared: int | None = None) -> None:
+    """Read and drop what is left of a body that will not be used, within the drain bounds,
+    so that a client still sending it can read the answer."""
+    if declared is not None and declared > limits.drain_bytes:
+        return  # more than we are willing to read: the client may see a reset
+    deadline = time.monotonic() + limits.drain_s
+    discarded = 0
+    while discarded <= limits.drain_bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), remaining)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class BodyLimitMiddleware:
     """413 for a declared Content-Length over the limit (before reading any of it) and for a
     body (chunked or not) that grows past it; 408 for a body slower than the time limit. The
@@ -61,8 +88,8 @@ class BodyLimitMiddleware:
             return
         if declared is not None and int(declared) > self.limits.max_bytes:
             # A client waiting for 100 Continue has sent nothing yet: answer at once.
-            if "100-continue" not in headers.get("expect", "").lower():
-                await self._discard_body(receive, int(declared))
+            if not awaits_continue(scope):
+                await discard_body(receive, self.limits, int(declared))
             await self._reject(send, 413, "too_large", self._too_large())
             return
         body = _BodyReader(receive, self.limits)
@@ -77,31 +104,11 @@ class BodyLimitMiddleware:
             await self.app(scope, body.receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._discard_body(receive, None)
+                await discard_body(receive, self.limits)
                 await self._reject(send, 413, "too_large", self._too_large())
         except BodyTooSlow:
             if not response_started:
                 await self._reject(send, 408, "body_timeout", f"the request body took longer than {self.limits.timeout_s:g} s to arrive")
-
-    async def _discard_body(self, receive: Receive, declared: int | None) -> None:
-        """Read and drop what is left of the body, within the drain bounds."""
-        if declared is not None and declared > self.limits.drain_bytes:
-            return  # more than we are willing to read: the client may see a reset
-        deadline = time.monotonic() + self.limits.drain_s
-        discarded = 0
-        while discarded <= self.limits.drain_bytes:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                message = await asyncio.wait_for(receive(), remaining)
-            except asyncio.TimeoutError:
-                return
-            if message["type"] != "http.request":
-                return
-            discarded += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
 
     def _too_large(self) -> str:
         return f"the request body is larger than the limit of {self.limits.max_bytes} bytes"

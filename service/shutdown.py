@@ -16,6 +16,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import send_error
+from service.limits import BodyLimits, awaits_continue, discard_body
 
 log = logging.getLogger("service")
 
@@ -53,9 +54,12 @@ class Drain:
 class DrainMiddleware:
     """503 for new requests while draining; 503 for the requests that outlive the grace period."""
 
-    def __init__(self, app: ASGIApp, drain: Drain, on_reject: Callable[[str], None] | None = None):
+    def __init__(
+        self, app: ASGIApp, drain: Drain, limits: BodyLimits, on_reject: Callable[[str], None] | None = None
+    ):
         self.app = app
         self.drain = drain
+        self.limits = limits
         self.on_reject = on_reject or (lambda reason: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +67,8 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         if self.drain.draining:
+            if not awaits_continue(scope):
+                await discard_body(receive, self.limits)  # so that a client still sending can read the 503
             await self._unavailable(send, "the server is shutting down: retry on another instance")
             return
         self.drain.in_flight += 1

@@ -72,7 +72,7 @@ def test_in_flight_requests_finish_and_new_ones_get_503_at_once(checkpoint: Path
         base_url=url, timeout=30
     ) as http, ThreadPoolExecutor(3) as pool:
         in_flight = start_requests(http, pool, [52, 52, 52])  # 1 s each, one worker: 3 s in all
-        wait_for(lambda: 52 in slow_calls)
+        wait_for(lambda: server.drain.in_flight == 3)
         server.handle_exit(signal.SIGTERM, None)
         with httpx.Client(base_url=url, timeout=5) as other:
             assert other.get("/readyz").status_code == 503
