@@ -21,7 +21,7 @@ from service.decoding import decode_upload
 from service.errors import ServiceError
 from service.image_checks import pixels_to_hold
 
-MUTANTS_PER_SEED = 250
+MUTANTS_PER_SEED = 150
 MAX_PIXELS = 4_000_000
 outcomes: dict[str, dict[str, int]] = {}
 

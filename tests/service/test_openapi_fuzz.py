@@ -14,7 +14,7 @@ from schemathesis.generation.modes import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 25
 cases_run: list[str] = []
 
 
