@@ -79,7 +79,11 @@ def build_server(host: str, port: int, settings: Settings | None = None) -> Grac
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="redseg-serve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="redseg-serve",
+        description="Serve the RedSeg API: uvicorn with the service's connection limits and graceful shutdown "
+        "(settings from REDSEG_* variables).",
+    )
     parser.add_argument("--host", default=os.environ.get("UVICORN_HOST", "127.0.0.1"), help="Interface (default: %(default)s).")
     parser.add_argument("--port", type=int, default=int(os.environ.get("UVICORN_PORT", "8000")), help="Port (default: %(default)s).")
     args = parser.parse_args(argv)
