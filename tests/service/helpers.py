@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -48,6 +49,12 @@ def png(array: np.ndarray) -> bytes:
     ok, buffer = cv2.imencode(".png", array)
     assert ok
     return buffer.tobytes()
+
+
+def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with its frame header (SOF0) claiming another size: its data ends long before such an image would."""
+    sof = jpeg.index(b"\xff\xc0")
+    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:

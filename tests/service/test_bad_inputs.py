@@ -17,7 +17,7 @@ from pydicom import uid
 
 from tests.dicom_files import photograph
 from tests.dicom_files import to_bytes as dicom_bytes
-from tests.service.helpers import MAX_UPLOAD_BYTES, png
+from tests.service.helpers import MAX_UPLOAD_BYTES, jpeg_claiming, png
 
 BOUNDARY = "redsegtestboundary"
 
@@ -35,12 +35,6 @@ def png_declaring(width: int, height: int) -> bytes:
         + png_chunk(b"IDAT", zlib.compress(b"\0" * 4096))
         + png_chunk(b"IEND", b"")
     )
-
-
-def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
-    """``jpeg`` with its frame header (SOF0) claiming another size: its data ends long before such an image would."""
-    sof = jpeg.index(b"\xff\xc0")
-    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
 
 
 def encoded(extension: str, array: np.ndarray) -> bytes:
