@@ -1,4 +1,4 @@
-"""Fuzzing the upload decoders with a bounded, seeded corpus of mutated files.
+"""Fuzzing the upload decoders (JPEG, PNG, TIFF, BMP, DICOM) with a bounded, seeded corpus of mutated files.
 
 Each format's seed files are mutated (truncated, bytes flipped, runs overwritten, bytes
 inserted or dropped, header size fields blown up); every mutant goes through what the
@@ -17,9 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from service.decoding import decode_upload
+from service.decoding import decode_photo
 from service.errors import ServiceError
 from service.image_checks import pixels_to_hold
+from tests.dicom_files import photograph
+from tests.dicom_files import to_bytes as dicom_bytes
+
+pytestmark = pytest.mark.filterwarnings("ignore:The decoded RLE segment:UserWarning")  # pydicom on a mutated RLE
 
 MUTANTS_PER_SEED = 150
 MAX_PIXELS = 4_000_000
@@ -61,7 +65,14 @@ def bmp_seeds() -> list[bytes]:
     return [encode(".bmp", image) for image in test_images()]
 
 
-SEEDS: dict[str, Callable[[], list[bytes]]] = {"jpeg": jpeg_seeds, "png": png_seeds, "tiff": tiff_seeds, "bmp": bmp_seeds}
+def dicom_seeds() -> list[bytes]:
+    rgb = cv2.cvtColor(next(test_images()), cv2.COLOR_BGR2RGB)
+    return [dicom_bytes(photograph(rgb, encoding)) for encoding in ("explicit", "jpeg", "rle")]
+
+
+SEEDS: dict[str, Callable[[], list[bytes]]] = {
+    "jpeg": jpeg_seeds, "png": png_seeds, "tiff": tiff_seeds, "bmp": bmp_seeds, "dicom": dicom_seeds,
+}
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
@@ -88,7 +99,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 def outcome(data: bytes) -> str:
     pixels_to_hold(data, MAX_PIXELS)
     try:
-        image = decode_upload(data, MAX_PIXELS)
+        image = decode_photo(data, MAX_PIXELS).pixels
     except ServiceError as error:
         assert 400 <= error.status < 500 and error.detail, (error.status, error.detail)
         return str(error.status)

@@ -14,6 +14,9 @@ from schemathesis.generation.modes import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.dicom_files import photograph
+from tests.dicom_files import to_bytes as dicom_bytes
+
 EXAMPLES_PER_OPERATION = 25
 cases_run: list[str] = []
 
@@ -30,8 +33,15 @@ def small_images(draw: st.DrawFn, extension: str) -> bytes:
     return buffer.tobytes()
 
 
+@st.composite
+def small_dicom_photographs(draw: st.DrawFn) -> bytes:
+    rgb = np.full((draw(st.integers(8, 48)), draw(st.integers(8, 48)), 3), draw(st.integers(0, 255)), np.uint8)
+    return dicom_bytes(photograph(rgb, draw(st.sampled_from(["explicit", "jpeg", "rle"]))))
+
+
 for media_type, extension in {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tiff", "image/bmp": ".bmp"}.items():
     schemathesis.openapi.media_type(media_type, small_images(extension))
+schemathesis.openapi.media_type("application/dicom", small_dicom_photographs())
 
 
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
