@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.service import wait_ready  # noqa: E402
+from bench.service import free_port, wait_ready  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="REDSEG_TORCH_THREADS for the server")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--max-minutes", type=float, default=120.0, help="send no new request after this")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=None, help="default: a free port (a server left on a fixed one would be measured instead)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak")
     parser.add_argument("--replot", action="store_true", help="only redraw soak.png from --out's soak.json")
     args = parser.parse_args()
@@ -114,8 +114,9 @@ def main() -> None:
 
     sample = SAMPLE.read_bytes()
     smalls = small_uploads(sample)
-    url = f"http://127.0.0.1:{args.port}"
-    process = start_server(args.checkpoint, args.port, args.threads)
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_server(args.checkpoint, port, args.threads)
     samples: list[dict] = []
     statuses: dict[str, int] = {}
     lock = threading.Lock()
@@ -152,10 +153,11 @@ def main() -> None:
         process.terminate()
         process.wait(60)
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps({"statuses": statuses, "samples": samples}, indent=1))  # kept if the report fails
     summary = {"requests": args.requests, "sent": sum(statuses.values()), "clients": args.clients, "full_size_every": args.full_size_every,
                "warm_up": args.warm_up, "statuses": statuses, "seconds": time.monotonic() - started,
                **growth(samples, args.warm_up)}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
     print(json.dumps(summary, indent=1))
     answered = statuses.get("200", 0) == args.requests
