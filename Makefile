@@ -33,7 +33,7 @@ test: venv
 
 # Listens on this machine only; HOST=0.0.0.0 opens it to the network (set REDSEG_API_TOKEN then).
 serve: venv
-	$(BIN)/uvicorn service.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/redseg-serve --host $(HOST) --port $(PORT)
 
 # Deployment checks (see README, "Deployment"): the image built with podman and run from
 # its filesystem (needs root, podman, debootstrap), and a real Prometheus scraping the service.

@@ -168,8 +168,8 @@ start = (hc.get("StartPeriod") or 0) / 1e9
 if test and start < 60:
     problems.append(f"HEALTHCHECK start period {start:.0f}s is too short for model load + warm-up")
 cmd = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
-if not cmd or "uvicorn" not in " ".join(cmd):
-    problems.append(f"CMD does not start uvicorn: {cmd}")
+if not cmd or "service.serve" not in " ".join(cmd):
+    problems.append(f"CMD does not start the server (python -m service.serve): {cmd}")
 for p in problems:
     print("  problem:", p)
 print(f"  user={user} workdir={cfg.get('WorkingDir')} cmd={cmd}")

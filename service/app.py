@@ -9,16 +9,19 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.referral import DISCLAIMER
 from service.errors import install_error_handlers
-from service.limits import BodyLimitMiddleware
+from service.openapi import install_openapi
+from service.limits import BodyLimitMiddleware, BodyLimits
 from service.metrics import Metrics
 from service.routes import health, segment
 from service.routes.pages import install_pages
 from service.settings import Settings
+from service.shutdown import Drain, DrainMiddleware
 from service.version import app_version
 from service.worker import WorkerPool
 
@@ -26,6 +29,14 @@ log = logging.getLogger("service")
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Room in the body limit for the multipart framing around the image."""
+
+
+METRICS_RESPONSE = {
+    200: {"description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+WORKER_STOP_TIMEOUT_S = 10.0
+"""How long shutdown waits for the inference in hand (its request has been answered by then)."""
 
 
 class StartupError(RuntimeError):
@@ -44,7 +55,14 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
         )
         log.error(message)
         raise StartupError(message) from None
-    pool = WorkerPool(checkpoints, settings.tiles, settings.queue_size, metrics)
+    pool = WorkerPool(
+        checkpoints,
+        settings.tiles,
+        metrics,
+        queue_size=settings.queue_size,
+        timeout_s=settings.request_timeout_s,
+        max_image_bytes=settings.max_image_memory_bytes,
+    )
     ckpt = pool.checkpoint
     log.info("serving %s %s (sha256 %s) on %s", ckpt.name, ckpt.version, ckpt.sha256[:12], ", ".join(devices))
     return pool
@@ -58,12 +76,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = load_pool(settings, app.state.metrics)
     pool.start()
     app.state.pool = pool
+    app.state.drain.on_expire.append(pool.abandon_waiting)
     supervisor = asyncio.create_task(pool.supervise())
     try:
         yield
     finally:
         supervisor.cancel()
-        await asyncio.to_thread(pool.stop)
+        await asyncio.to_thread(pool.stop, WORKER_STOP_TIMEOUT_S)
+        app.state.drain.on_expire.remove(pool.abandon_waiting)
         app.state.pool = None
 
 
@@ -81,14 +101,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     app.state.pool = None
+    app.state.drain = drain = Drain()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(segment.router)
     install_pages(app)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-        on_reject=lambda reason: metrics.rejected.labels(reason=reason).inc(),
+    count_rejected = lambda reason: metrics.rejected.labels(reason=reason).inc()  # noqa: E731
+    limits = BodyLimits(
+        max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        timeout_s=settings.body_timeout_s,
+        drain_bytes=settings.drain_max_bytes,
+        drain_s=settings.drain_timeout_s,
     )
-    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(app, tags=["metrics"])
+    app.add_middleware(BodyLimitMiddleware, limits=limits, on_reject=count_rejected)
+    app.add_middleware(DrainMiddleware, drain=drain, limits=limits, on_reject=count_rejected)
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
+        app, tags=["metrics"], response_class=PlainTextResponse, responses=METRICS_RESPONSE, summary="Prometheus metrics"
+    )
+    install_openapi(app, settings)
     return app

@@ -17,6 +17,7 @@ from model.dicom import is_dicom
 from model.imageio import ImageDecodeError, ImageTooLargeError, decode_raw, to_rgb8
 from service.dicom import decode_dicom
 from service.errors import ServiceError
+from service.image_checks import check_jpeg_whole
 
 SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "jpeg": (b"\xff\xd8\xff",),
@@ -38,12 +39,6 @@ def check_content_type(content_type: str | None) -> None:
         raise ServiceError(415, "unsupported_type", f"unsupported content type {content_type!r}: send a JPEG, PNG, TIFF or BMP image, or a DICOM photograph")
 
 
-def _jpeg_complete(data: bytes) -> bool:
-    # The end-of-image marker must follow the last start-of-scan; entropy-coded data
-    # never contains FF D9 (FF is byte-stuffed), so this spots a truncated scan.
-    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
-
-
 def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode ``data`` to RGB uint8 (H, W, 3), or raise a ServiceError."""
     if not data:
@@ -51,8 +46,8 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     fmt = image_format(data)
     if fmt is None:
         raise ServiceError(415, "not_an_image", "the upload is not a JPEG, PNG, TIFF or BMP image, nor a DICOM file")
-    if fmt == "jpeg" and not _jpeg_complete(data):
-        raise ServiceError(400, "corrupt", "the JPEG is truncated (no end-of-image marker)")
+    if fmt == "jpeg":
+        check_jpeg_whole(data)
     try:
         decoded = decode_raw(data)
     except ImageTooLargeError:

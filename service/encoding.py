@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,17 +22,28 @@ DEFAULT_OUTPUTS = "masks,probabilities"
 _png_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="redseg-png")
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{char.lower()}{char.upper()}]" for char in word)
+
+
+def _comma_list(word_pattern: str) -> str:
+    return rf"{word_pattern}(?:[\s,]*,[\s,]*{word_pattern})*"
+
+
+_NAME = "(?:" + "|".join(_any_case(name) for name in OUTPUTS) + ")"
+OUTPUTS_PATTERN = re.compile(rf"^[\s,]*(?:{_comma_list(_any_case('none'))}|{_comma_list(_NAME)})?[\s,]*$")
+"""Exactly the values ``parse_outputs`` accepts (documented in the OpenAPI schema; no inline flags, for JSON Schema)."""
+
+
 def parse_outputs(value: str) -> frozenset[str]:
-    """``masks,probabilities,overlay`` in any combination; ``none`` (or empty) for statistics only."""
+    """``masks,probabilities,overlay`` in any combination and case; ``none`` (or empty) for statistics only."""
     names = {name.strip().lower() for name in value.split(",")} - {""}
-    if names in (set(), {"none"}):
-        return frozenset()
-    unknown = sorted(names - set(OUTPUTS))
-    if unknown:
+    if not OUTPUTS_PATTERN.fullmatch(value):
+        unknown = sorted(names - set(OUTPUTS)) or sorted(names)
         raise ServiceError(
             422, "invalid_parameters", f"unknown outputs {unknown}: use a comma-separated subset of {', '.join(OUTPUTS)}, or none"
         )
-    return frozenset(names)
+    return frozenset(names - {"none"})
 
 
 FILE_NAMES = {"mask": "{lesion}_mask.png", "probability": "{lesion}_probability.png"}

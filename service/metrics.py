@@ -27,6 +27,14 @@ class Metrics:
         )
         self.queue_depth = Gauge("redseg_queue_depth", "Requests waiting for an inference worker.", registry=r)
         self.in_flight = Gauge("redseg_requests_in_flight", "Requests admitted and not yet answered.", registry=r)
+        self.expected_wait = Gauge(
+            "redseg_expected_wait_seconds",
+            "Expected seconds to answer a request arriving now: (requests in progress / workers + 1) x recent inference time.",
+            registry=r,
+        )
+        self.image_memory = Gauge(
+            "redseg_image_memory_bytes", "Memory reserved for the images of the requests in progress.", registry=r
+        )
         self.tiles = Counter("redseg_tiles", "Tiles run through the network.", registry=r)
         self.batch_size = Histogram(
             "redseg_batch_size", "Tiles per forward pass.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r

@@ -94,8 +94,15 @@ class SegmentResponse(BaseModel):
     timings: Timings
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str] = Field(description="Where: e.g. ['query', 'threshold_ma'].")
+    msg: str
+    type: str
+
+
 class ErrorResponse(BaseModel):
-    detail: str
+    detail: str = Field(description="What is wrong, in a sentence.")
+    errors: list[ValidationIssue] | None = Field(None, description="Bad parameters (422 only): each problem found.")
 
 
 class Health(BaseModel):

@@ -24,8 +24,24 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(50 * 2**20, gt=0, description="Largest accepted image file, in bytes.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest accepted image, in pixels.")
-    queue_size: int = Field(4, ge=0, description="Requests that may wait for a busy model; more get 503.")
-    request_timeout_s: float = Field(120.0, gt=0, description="Longest a request waits for and runs on the model.")
+    queue_size: int = Field(
+        32, ge=0, description="Hard cap on requests waiting for a busy model; within it, admission is by expected wait."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Longest a request waits for and runs on the model; requests that could not finish in it get 503."
+    )
+    max_image_memory_bytes: int = Field(
+        2 * 2**30, gt=0, description="Hard cap on the memory held by the images of the requests in progress (13 bytes a pixel)."
+    )
+    body_timeout_s: float = Field(120.0, gt=0, description="Longest a request body may take to arrive; slower ones get 408.")
+    drain_max_bytes: int = Field(
+        256 * 2**20, ge=0, description="Most bytes of an oversized body read and discarded so the client can read its 413."
+    )
+    drain_timeout_s: float = Field(10.0, ge=0, description="Longest spent discarding an oversized body before the 413.")
+    max_header_bytes: int = Field(64 * 2**10, ge=1024, description="Largest request head (request line and headers) accepted.")
+    shutdown_grace_s: float = Field(
+        15.0, ge=0, lt=30, description="On SIGTERM, how long requests in progress may take to finish before they get 503."
+    )
     api_token: SecretStr | None = Field(None, description="If set, POST /segment needs 'Authorization: Bearer <token>'.")
     tile_size: int = Field(TileSettings.tile_size, ge=16, description="Largest tile side at the working scale.")
     tile_overlap: int = Field(TileSettings.min_overlap, ge=0, description="Least overlap between tiles.")

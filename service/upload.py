@@ -18,6 +18,14 @@ class InMemoryMultiPartParser(MultiPartParser):
     # stay in memory, bounded by BodyLimitMiddleware.
     spool_max_size = sys.maxsize
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ended = False
+
+    def on_end(self) -> None:
+        """python-multipart calls this at the closing boundary, and only there."""
+        self.ended = True
+
 
 async def read_image_field(request: Request, max_bytes: int) -> bytes:
     """The bytes of the ``image`` file part, or a ServiceError saying what is wrong with the request."""
@@ -33,6 +41,9 @@ async def read_image_field(request: Request, max_bytes: int) -> bytes:
         raise ServiceError(400, "bad_multipart", f"malformed multipart body: {exc.message}") from None
     except ClientDisconnect:
         raise ServiceError(400, "client_disconnected", "the client went away during the upload") from None
+    if not parser.ended:
+        await form.close()
+        raise ServiceError(400, "truncated_body", "the multipart body is truncated: it ends before its closing boundary")
     try:
         upload = form.get(FIELD)
         if upload is None:

@@ -1,36 +1,31 @@
 """Inference workers: one thread per device owns its model and runs queued jobs one at a time.
 
 The event loop only enqueues jobs and awaits their futures; model code runs on the
-worker threads. Admission is bounded (``WorkerPool.admit``) so a busy service answers
-503 at once instead of queueing without end.
+worker threads. Admission (``service.admission``, through ``WorkerPool.admit``) lets a
+request queue only if it can be answered within the request timeout and its image fits
+the memory cap, so a busy service answers 503 at once instead of queueing without end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from model.checkpoint import Checkpoint
 from model.inference import TileSettings, predict_probabilities, tile_count
+from service.admission import DEFAULT_INFER_S, Admission, held_bytes
 from service.metrics import Metrics
 
 log = logging.getLogger("service.worker")
 
 RESTART_DELAY_S = 1.0
 WARM_UP_SHAPE = (64, 96, 3)
-
-
-class QueueFull(Exception):
-    pass
 
 
 class WorkerDied(RuntimeError):
@@ -86,6 +81,8 @@ class Worker:
         self.died_at: float | None = None
         self.restarts = 0
         self.infer_s_average: float | None = None
+        self.infer_s_measured = False
+        """False while ``infer_s_average`` is the warm-up's time (a first run: slower than later ones)."""
 
     @property
     def alive(self) -> bool:
@@ -104,8 +101,11 @@ class Worker:
 
     def _run(self) -> None:
         try:
+            started = time.perf_counter()
             predict_probabilities(self.checkpoint.model, np.full(WARM_UP_SHAPE, 128, np.uint8), self.tiles,
                                   self.checkpoint.calibration)
+            if not self.infer_s_measured:  # the warm-up runs a whole working-scale image
+                self.infer_s_average = time.perf_counter() - started
             self.warm = True
             log.info("worker on %s is ready", self.device)
             while (job := self.jobs.get()) is not _STOP:
@@ -131,7 +131,8 @@ class Worker:
             raise
         infer_s = time.perf_counter() - started
         wait_s = started - job.enqueued_at
-        self.infer_s_average = infer_s if self.infer_s_average is None else 0.8 * self.infer_s_average + 0.2 * infer_s
+        self.infer_s_average = 0.8 * self.infer_s_average + 0.2 * infer_s if self.infer_s_measured else infer_s
+        self.infer_s_measured = True
         self._observe(job.image, wait_s, infer_s)
         job.settle(InferenceResult(probabilities, wait_s, infer_s, self.device))
 
@@ -146,16 +147,32 @@ class Worker:
 
 
 class WorkerPool:
-    """The workers (one per device) sharing one job queue, and the admission bound in front of it."""
+    """The workers (one per device) sharing one job queue, and the admission control in front of it."""
 
-    def __init__(self, checkpoints: dict[str, Checkpoint], tiles: TileSettings, queue_size: int, metrics: Metrics):
+    def __init__(
+        self,
+        checkpoints: dict[str, Checkpoint],
+        tiles: TileSettings,
+        metrics: Metrics,
+        *,
+        queue_size: int,
+        timeout_s: float,
+        max_image_bytes: int,
+    ):
         self.jobs: queue.Queue = queue.Queue()
         self.metrics = metrics
         self.workers = [Worker(ckpt, device, self.jobs, tiles, metrics) for device, ckpt in checkpoints.items()]
-        self.capacity = queue_size + len(self.workers)
-        self.in_flight = 0
+        self.admission = Admission(
+            workers=len(self.workers),
+            timeout_s=timeout_s,
+            max_requests=queue_size + len(self.workers),
+            max_image_bytes=max_image_bytes,
+            recent_infer_s=self.recent_infer_s,
+        )
         metrics.queue_depth.set_function(self.jobs.qsize)
-        metrics.in_flight.set_function(lambda: self.in_flight)
+        metrics.in_flight.set_function(lambda: self.admission.in_flight)
+        metrics.expected_wait.set_function(self.admission.expected_s)
+        metrics.image_memory.set_function(lambda: self.admission.image_bytes)
         metrics.ready.set_function(lambda: float(self.ready))
         first = self.checkpoint
         for worker in self.workers:
@@ -176,6 +193,7 @@ class WorkerPool:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Let each worker finish its job in hand and exit (the interpreter must not end under a running model)."""
+        self.abandon_waiting()
         for _ in self.workers:
             self.jobs.put(_STOP)
         deadline = time.monotonic() + timeout_s
@@ -183,22 +201,25 @@ class WorkerPool:
             if worker.thread is not None:
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
 
-    def retry_after(self) -> int:
-        """Seconds after which a retry has a fair chance: the queue ahead, at the recent inference pace."""
-        averages = [w.infer_s_average for w in self.workers if w.infer_s_average is not None]
-        per_job = sum(averages) / len(averages) if averages else 1.0
-        return max(1, math.ceil(per_job * (self.jobs.qsize() + 1) / len(self.workers)))
+    def abandon_waiting(self) -> None:
+        """Mark every queued job abandoned: the workers skip them (at shutdown, their requests are answered 503)."""
+        with self.jobs.mutex:
+            for job in self.jobs.queue:
+                if isinstance(job, Job):
+                    job.abandoned = True
 
-    @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Hold one of the ``capacity`` slots for the request's decode, queue wait, inference and encode."""
-        if self.in_flight >= self.capacity:
-            raise QueueFull
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+    def recent_infer_s(self) -> float:
+        """The workers' recent inference time per request (measured by the warm-up until a request has run)."""
+        averages = [w.infer_s_average for w in self.workers if w.infer_s_average is not None]
+        return sum(averages) / len(averages) if averages else DEFAULT_INFER_S
+
+    def retry_after(self) -> int:
+        return self.admission.retry_after_s()
+
+    def admit(self, pixels: int):
+        """Hold a place, and the memory of an image of ``pixels``, for the request's decode, queue wait,
+        inference and encode; raises ``service.admission.Overloaded`` when the request could not finish in time."""
+        return self.admission.admit(held_bytes(pixels))
 
     def submit(self, image: np.ndarray) -> Job:
         loop = asyncio.get_running_loop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.deps import PoolDep
@@ -20,10 +20,10 @@ def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     summary="The model is loaded and warmed up on every worker",
-    responses={503: {"model": Readiness, "description": "Not ready: loading, warming up, or a worker is restarting."}},
+    responses={503: {"model": Readiness, "description": "Not ready: loading, warming up, a worker is restarting, or shutting down."}},
 )
-def readyz(pool: PoolDep) -> JSONResponse:
-    if pool is None:
+def readyz(request: Request, pool: PoolDep) -> JSONResponse:
+    if pool is None or request.app.state.drain.draining:
         return JSONResponse(Readiness(ready=False).model_dump(), status_code=503)
     ckpt = pool.checkpoint
     readiness = Readiness(

@@ -12,18 +12,22 @@ from starlette.concurrency import run_in_threadpool
 from model.config import LESIONS
 from model.dicom_seg import SEG_TYPES
 from model.summary import summarise
+from service.admission import Overloaded
 from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.dicom import require_dicom_source, segmentation_bytes
-from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, parse_outputs, render
+from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
+from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
 from service.screening import ScreeningResult
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
-from service.worker import InferenceResult, Job, QueueFull, WorkerPool
+from service.worker import InferenceResult, Job, WorkerPool
 
 router = APIRouter(tags=["segmentation"])
+
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp", "application/dicom")
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -41,7 +45,8 @@ UPLOAD_BODY = {
                             "or DICOM (Ophthalmic Photography 8 Bit or VL Photographic Image Storage).",
                         }
                     },
-                }
+                },
+                "encoding": {FIELD: {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
             }
         },
     }
@@ -52,12 +57,13 @@ ERRORS = {
     for status, description in {
         400: "Empty, corrupt or truncated image, or a malformed multipart body.",
         401: "A bearer token is required and was missing or wrong.",
+        408: "The request body took longer than REDSEG_BODY_TIMEOUT_S to arrive.",
         413: "The upload has too many bytes or too many pixels.",
         406: "The Accept header asks for a format RedSeg does not offer, or for DICOM with a non-DICOM upload.",
         415: "Not an image, an unsupported content type, or a DICOM file that is not a supported photograph.",
         422: "Bad parameters, or no 'image' file field.",
         500: "Inference failed; the message carries an error id found in the server log.",
-        503: "Overloaded, timed out, or the model is not ready: retry after the Retry-After header's seconds.",
+        503: "Busy (no answer possible within the request timeout), timed out, not ready, or shutting down: see Retry-After.",
     }.items()
 }
 
@@ -108,7 +114,10 @@ async def segment(
     threshold_he: Threshold = None,
     outputs: Annotated[
         str,
-        Query(description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only."),
+        Query(
+            description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only.",
+            json_schema_extra={"pattern": OUTPUTS_PATTERN.pattern},
+        ),
     ] = DEFAULT_OUTPUTS,
     seg_type: Annotated[
         str, Query(pattern=f"^({'|'.join(SEG_TYPES)})$", description="DICOM SEG answer: binary masks or fractional probabilities.")
@@ -121,7 +130,7 @@ async def segment(
     data = await read_image_field(request, settings.max_upload_bytes)
     started = time.perf_counter()
     try:
-        with pool.admit():
+        with pool.admit(pixels_to_hold(data, settings.max_pixels)):
             photo = await run_in_threadpool(decode_photo, data, settings.max_pixels)
             image = photo.pixels
             del data
@@ -149,8 +158,8 @@ async def segment(
                 seg = await run_in_threadpool(
                     segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, ckpt
                 )
-    except QueueFull:
-        raise unavailable("queue_full", "the service is busy: too many requests in progress", pool.retry_after()) from None
+    except Overloaded as exc:
+        raise unavailable(exc.reason, exc.detail, exc.retry_after_s) from None
     except ClientGone:
         metrics.rejected.labels(reason="client_disconnected").inc()
         return Response(status_code=499)

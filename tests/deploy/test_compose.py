@@ -110,10 +110,10 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"^USER (?!root)\S+", text, re.M)
     assert "OPENCV_IO_MAX_IMAGE_PIXELS=" in text
     assert re.search(r"^HEALTHCHECK .*--start-period=\d+", text, re.M)
-    assert "curl" not in text.split("HEALTHCHECK", 1)[1].split("CMD [\"uvicorn\"", 1)[0]
+    assert "curl" not in text.split("HEALTHCHECK", 1)[1].split('CMD ["python", "-m"', 1)[0]
     assert re.search(r"^EXPOSE 8000$", text, re.M)
     assert re.search(r"^COPY checkpoints/ ", text, re.M)
-    assert re.search(r'^CMD \["uvicorn", "service\.main:app"', text, re.M)
+    assert re.search(r'^CMD \["python", "-m", "service\.serve"\]', text, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", ".git", ".cache", "runs/"):
         assert entry in ignored, entry

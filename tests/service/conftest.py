@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,15 +11,21 @@ import service  # noqa: F401  (first: sets OpenCV's limits before cv2 loads)
 import cv2
 import httpx
 import numpy as np
+import psutil
 import pytest
 
+from tests.processes import stop
 from tests.service.helpers import (
+    BODY_TIMEOUT_S,
+    MAX_HEADER_BYTES,
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     SAMPLE,
+    free_port,
     png,
-    running_uvicorn,
+    serve_subprocess,
     tiny_checkpoint,
+    wait_ready,
 )
 
 
@@ -45,18 +52,31 @@ def small_png(small_rgb: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def server(checkpoint: Path) -> Iterator[str]:
-    """The main test server: a uvicorn subprocess serving the tiny checkpoint, no token."""
+def server_process(checkpoint: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """The main test server, as `make serve` runs it, serving the tiny checkpoint with no token; and its process."""
+    port = free_port()
     env = {
         "REDSEG_CHECKPOINT": str(checkpoint),
         "REDSEG_DEVICE": "cpu",
         "REDSEG_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "REDSEG_MAX_PIXELS": str(MAX_PIXELS),
         "REDSEG_QUEUE_SIZE": "16",
+        "REDSEG_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        "REDSEG_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "REDSEG_API_TOKEN": "",
     }
-    with running_uvicorn(env) as base_url:
-        yield base_url
+    process = serve_subprocess(env, port, output=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base_url, alive=lambda: process.poll() is None)
+        yield base_url, psutil.Process(process.pid)
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def server(server_process: tuple[str, psutil.Process]) -> str:
+    return server_process[0]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -23,12 +24,14 @@ import uvicorn
 from model import RedSeg, RedSegConfig, save_checkpoint
 from service.app import create_app
 from service.settings import Settings
-from tests.processes import free_port  # noqa: F401  (re-exported for the service tests)
+from tests.processes import free_port, stop  # noqa: F401  (free_port: re-exported for the service tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
 MAX_UPLOAD_BYTES = 2_000_000
 MAX_PIXELS = 13_000_000
+BODY_TIMEOUT_S = 3
+MAX_HEADER_BYTES = 16384
 
 
 def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
@@ -46,6 +49,12 @@ def png(array: np.ndarray) -> bytes:
     ok, buffer = cv2.imencode(".png", array)
     assert ok
     return buffer.tobytes()
+
+
+def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with its frame header (SOF0) claiming another size: its data ends long before such an image would."""
+    sof = jpeg.index(b"\xff\xc0")
+    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:
@@ -91,29 +100,24 @@ def serve_in_thread(settings: Settings, wait: bool = True) -> Iterator[str]:
         sock.close()
 
 
-def uvicorn_subprocess(env: dict[str, str], port: int) -> subprocess.Popen:
-    """``uvicorn service.main:app``, as `make serve` runs it, configured by REDSEG_* variables."""
-    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def serve_subprocess(env: dict[str, str], port: int, output: int = subprocess.PIPE) -> subprocess.Popen:
+    """``redseg-serve``, as `make serve` runs it, configured by REDSEG_* variables. A long-lived
+    server should send its ``output`` (the access log) to DEVNULL: an unread pipe fills and blocks it."""
+    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
 @contextmanager
-def running_uvicorn(env: dict[str, str], timeout_s: float = 240.0) -> Iterator[str]:
-    """``uvicorn_subprocess`` on a free port, ready; its base URL. Stopped (then killed if need be) on exit."""
+def running_server(env: dict[str, str], timeout_s: float = 240.0) -> Iterator[str]:
+    """``serve_subprocess`` on a free port, ready; its base URL. Stopped (then killed if need be) on exit."""
     port = free_port()
-    process = uvicorn_subprocess(env, port)
+    process = serve_subprocess(env, port, output=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base_url, timeout_s, alive=lambda: process.poll() is None)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def segment(http: httpx.Client, data: bytes, filename: str = "photo.png", content_type: str = "image/png", **params):

@@ -19,12 +19,12 @@ from service import version
 from service.app import StartupError, create_app, load_pool
 from service.metrics import Metrics
 from service.settings import Settings
-from tests.service.helpers import free_port, make_settings, uvicorn_subprocess
+from tests.service.helpers import free_port, make_settings, serve_subprocess
 
 
 def test_the_server_refuses_to_start_without_a_checkpoint(tmp_path: Path):
     missing = tmp_path / "no-such-model.safetensors"
-    process = uvicorn_subprocess({"REDSEG_CHECKPOINT": str(missing), "REDSEG_DEVICE": "cpu"}, free_port())
+    process = serve_subprocess({"REDSEG_CHECKPOINT": str(missing), "REDSEG_DEVICE": "cpu"}, free_port())
     try:
         output, _ = process.communicate(timeout=180)  # start-up imports are slow on a loaded machine
     except subprocess.TimeoutExpired:
@@ -88,10 +88,12 @@ def test_openapi_documents_the_upload_the_answer_and_an_example(checkpoint: Path
     body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["image"] and body["properties"]["image"]["format"] == "binary"
     assert {"threshold_ma", "threshold_he", "outputs"} <= {p["name"] for p in operation["parameters"]}
-    assert {"200", "400", "401", "413", "415", "422", "500", "503"} <= set(operation["responses"])
+    assert {"200", "400", "408", "413", "415", "422", "500", "503"} <= set(operation["responses"])
+    assert operation["requestBody"]["content"]["multipart/form-data"]["encoding"]["image"]["contentType"].startswith("image/")
     answer = spec["components"]["schemas"]["SegmentResponse"]
     assert answer["examples"][0]["image"] == {"width": 4288, "height": 2848}
     assert "/healthz" in spec["paths"] and "/readyz" in spec["paths"]
+    assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
 
 
 def test_the_version_is_the_projects(checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
@@ -113,3 +115,14 @@ def test_tta_is_a_service_setting(monkeypatch):
     monkeypatch.setenv("REDSEG_TTA", "mirror")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_openapi_declares_bearer_auth_only_when_a_token_is_set(checkpoint: Path):
+    open_spec = create_app(make_settings(checkpoint)).openapi()
+    assert "securitySchemes" not in open_spec.get("components", {})
+    assert "security" not in open_spec["paths"]["/segment"]["post"]
+    assert "401" not in open_spec["paths"]["/segment"]["post"]["responses"]
+    guarded = create_app(make_settings(checkpoint, api_token="tok3n")).openapi()
+    assert guarded["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert guarded["paths"]["/segment"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "401" in guarded["paths"]["/segment"]["post"]["responses"]

@@ -17,7 +17,7 @@ from pydicom import uid
 
 from tests.dicom_files import photograph
 from tests.dicom_files import to_bytes as dicom_bytes
-from tests.service.helpers import MAX_UPLOAD_BYTES, png
+from tests.service.helpers import MAX_UPLOAD_BYTES, jpeg_claiming, png
 
 BOUNDARY = "redsegtestboundary"
 
@@ -105,6 +105,16 @@ def no_boundary(http: httpx.Client) -> int:
     return http.post("/segment", content=b"--x\r\n\r\n", headers={"Content-Type": "multipart/form-data"}).status_code
 
 
+def multipart_without_closing_boundary(image: bytes) -> Callable[[httpx.Client], int]:
+    def send(http: httpx.Client) -> int:
+        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+        response = http.post("/segment", content=multipart_head() + image, headers=headers)
+        assert response.status_code != 400 or "truncated" in response.json()["detail"]
+        return response.status_code
+
+    return send
+
+
 def get_segment(http: httpx.Client) -> int:
     return http.get("/segment").status_code
 
@@ -157,6 +167,7 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "text file claiming image/png": (upload(b"hello, fundus\n" * 20), 415),
         "truncated JPEG": (upload(sample[: len(sample) // 2], "x.jpg", "image/jpeg"), 400),
         "JPEG header only": (upload(small_jpeg[:200], "x.jpg", "image/jpeg"), 400),
+        "JPEG claiming 3000x3000, data ends early": (upload(jpeg_claiming(small_jpeg, 3000, 3000), "x.jpg", "image/jpeg"), 400),
         "corrupt PNG": (upload(bytes(corrupt_png)), 400),
         "truncated PNG": (upload(small_png[: len(small_png) // 2]), 400),
         "wrong field name": (upload(small_png, field="file"), 422),
@@ -165,6 +176,7 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "not multipart (raw JPEG body)": (raw_jpeg_body, 415),
         "form-urlencoded, not multipart": (lambda http: http.post("/segment", data={"image": "x"}).status_code, 415),
         "multipart without boundary": (no_boundary, 400),
+        "multipart without closing boundary": (multipart_without_closing_boundary(small_png), 400),
         "huge Content-Length": (huge_content_length, 413),
         "over the byte limit, with Content-Length": (over_limit_with_length, 413),
         "over the byte limit, chunked": (over_limit_chunked, 413),
@@ -221,6 +233,14 @@ def test_errors_are_json_with_a_clear_detail(client: httpx.Client):
     assert response.json() == {"detail": "the uploaded image is empty"}
     response = client.post("/segment", files={"file": ("x.png", b"x", "image/png")})
     assert "no form field 'image'" in response.json()["detail"]
+
+
+def test_bad_parameters_have_the_same_error_shape_with_a_list_of_problems(client: httpx.Client, small_png: bytes):
+    response = client.post("/segment", files={"image": ("x.png", small_png, "image/png")}, params={"threshold_ma": 2})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"].startswith("invalid request: query threshold_ma: ") and "less than or equal to 1" in body["detail"]
+    assert body["errors"] == [{"loc": ["query", "threshold_ma"], "msg": "Input should be less than or equal to 1", "type": "less_than_equal"}]
 
 
 def test_at_least_fifteen_kinds_of_bad_input():

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from model.checkpoint import DEFAULT_CHECKPOINT
-from tests.service.helpers import ROOT, SAMPLE, running_uvicorn
+from tests.service.helpers import ROOT, SAMPLE, running_server
 
 TOKEN = "viewer-test-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,7 +39,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 def bundled_server() -> Iterator[str]:
     """The bundled model behind a token, as `make serve` runs it."""
     env = {"REDSEG_CHECKPOINT": str(DEFAULT_CHECKPOINT), "REDSEG_DEVICE": "cpu", "REDSEG_API_TOKEN": TOKEN}
-    with running_uvicorn(env, timeout_s=180) as base_url:
+    with running_server(env, timeout_s=180) as base_url:
         yield base_url
 
 

@@ -32,7 +32,7 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         if image.shape[1] == 78:
             raise Fatal("injected worker death")
         time.sleep(0.4)
-        return real_predict(model, image, settings)
+        return real_predict(model, image, settings, calibration)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", slow_predict)
     return calls
@@ -116,18 +116,30 @@ def test_the_worker_skips_a_request_whose_client_left(checkpoint, predict_calls)
         assert 'redseg_requests_rejected_total{reason="client_disconnected"} 1.0' in metrics
 
 
-def test_a_request_past_its_timeout_gets_503_and_is_skipped(checkpoint, predict_calls):
-    with serve_in_thread(make_settings(checkpoint, request_timeout_s=0.25)) as url:
+def test_a_request_past_its_timeout_gets_503_and_is_skipped(checkpoint, monkeypatch: pytest.MonkeyPatch):
+    calls: list[int] = []
+
+    def slow_for_width_63(model, image, settings, calibration=None):  # others run at full speed, so both requests are admitted
+        calls.append(image.shape[1])
+        if image.shape[1] == 63:
+            time.sleep(5.0)
+        return real_predict(model, image, settings, calibration)
+
+    monkeypatch.setattr(service.worker, "predict_probabilities", slow_for_width_63)
+    with serve_in_thread(make_settings(checkpoint, request_timeout_s=4.0)) as url:
         with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(2) as pool:
+            assert segment(http, image_of_width(60)).status_code == 200  # a measured inference time
             slow = pool.submit(segment, http, image_of_width(63))
-            while 63 not in predict_calls:
+            deadline = time.monotonic() + 10
+            while 63 not in calls:
+                assert time.monotonic() < deadline, "the first request never reached the worker"
                 time.sleep(0.01)
             late = segment(http, image_of_width(64))
             assert late.status_code == 503 and "timeout" in late.json()["detail"]
             assert int(late.headers["retry-after"]) >= 1
-            assert slow.result().status_code == 503  # 0.4 s of inference is past 0.25 s too
-            time.sleep(0.6)
-            assert 64 not in predict_calls
+            assert slow.result().status_code == 503  # 5 s of inference is past 4 s too
+            time.sleep(1.5)
+            assert 64 not in calls
 
 
 def test_not_ready_until_the_warm_up_has_run(checkpoint, monkeypatch: pytest.MonkeyPatch):
