@@ -134,7 +134,7 @@ def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -
         batch = torch.cat([padded[..., y : y + tile_h, x : x + tile_w] for y, x in corners])
         with autocast(device, settings.precision):
             logits = model(to_channels_last(batch)).fused
-        probabilities = torch.sigmoid(logits.float())
+        probabilities = torch.sigmoid(logits.float().contiguous())
         for (y, x), tile in zip(corners, probabilities):
             total[:, y : y + tile_h, x : x + tile_w].addcmul_(tile, weight)
             weight_sum[:, y : y + tile_h, x : x + tile_w] += weight
