@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import zipfile
 from enum import Enum
 from io import BytesIO
@@ -86,6 +87,17 @@ def zip_body(answer: SegmentResponse, files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+SCREENING_HEADER = "X-RedSeg-Screening"
+
+
+def dicom_response(seg: bytes, answer: SegmentResponse) -> Response:
+    """The DICOM SEG, with the screening summary (which a SEG has no place for) as a JSON header."""
+    response = file_response(seg, AnswerFormat.DICOM, "redseg-seg.dcm")
+    if answer.screening is not None:
+        response.headers[SCREENING_HEADER] = json.dumps(answer.screening.model_dump(mode="json"), separators=(",", ":"))
+    return response
+
+
 def file_response(body: bytes, fmt: AnswerFormat, filename: str | None = None) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else None
     return Response(body, media_type=fmt.value, headers=headers)
@@ -108,7 +120,8 @@ ANSWER_CONTENT = {
     AnswerFormat.DICOM.value: {
         "schema": {"type": "string", "format": "binary"},
         "description": "Accept: application/dicom, for a DICOM upload only. A DICOM Segmentation of the photograph "
-        "with two segments, MA and HE (BINARY masks, or FRACTIONAL probabilities with seg_type=fractional).",
+        "with two segments, MA and HE (BINARY masks, or FRACTIONAL probabilities with seg_type=fractional). "
+        f"The screening summary (the JSON answer's `screening`) comes in the {SCREENING_HEADER} header as JSON.",
     },
 }
 """The 200 answer's other media types, for the OpenAPI document."""

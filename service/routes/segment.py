@@ -19,7 +19,7 @@ from service.dicom import require_dicom_source, segmentation_bytes
 from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
-from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, file_response, negotiate
+from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
 from service.screening import ScreeningResult
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
@@ -188,5 +188,5 @@ async def segment(
         ),
     )
     if answer_format is AnswerFormat.DICOM:
-        return file_response(seg, answer_format, "redseg-seg.dcm")
+        return dicom_response(seg, answer)
     return await run_in_threadpool(answer_response, answer_format, answer, rendered.files)

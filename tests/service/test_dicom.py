@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from io import BytesIO
 
 import highdicom as hd
@@ -41,6 +42,8 @@ def test_dicom_seg_answer_matches_the_json_masks(client: httpx.Client, dicom_pho
     for index, lesion in enumerate(LESIONS):
         mask = decode_png(as_json["lesions"][lesion]["mask_png"]) > 0
         assert np.array_equal(seg.pixel_array[index] > 0, mask)
+    screening = json.loads(as_seg.headers["x-redseg-screening"])  # a SEG has no place for the summary
+    assert screening == as_json["screening"] and screening["lesions"]
 
 
 def test_fractional_seg_carries_the_probabilities(client: httpx.Client, dicom_photo: bytes, tmp_path):
