@@ -45,6 +45,15 @@ def nchw_copy(model: RedSeg) -> RedSeg:
     return copy.to(memory_format=torch.contiguous_format)
 
 
+def working_scale_input(model: RedSeg, image) -> torch.Tensor:
+    """The photograph resized by its long side to the working scale and normalised, on the model's device:
+    what the whole-image forward of the old path took."""
+    height, width = working_size(*image.shape[:2], model.config.working_long_side)
+    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    device = next(model.parameters()).device
+    return model.normalize(torch.from_numpy(small).to(device).permute(2, 0, 1)[None]).contiguous()
+
+
 def build_model(args: argparse.Namespace, device: torch.device) -> tuple[RedSeg, str]:
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.checkpoint or (DEFAULT_CHECKPOINT.is_file() and not args.random):
@@ -102,9 +111,8 @@ def benchmark(args: argparse.Namespace) -> None:
     reference = nchw_copy(model)
     image = read_image(args.image)
     height, width = image.shape[:2]
-    small_h, small_w = working_size(height, width, model.config.working_long_side)
-    small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
-    working = model.normalize(torch.from_numpy(small).to(device).permute(2, 0, 1)[None])
+    working = working_scale_input(model, image)
+    small_h, small_w = working.shape[2:]
 
     def predictor(batch: torch.Tensor) -> torch.Tensor:
         with autocast(device, settings.precision):

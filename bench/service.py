@@ -36,13 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 import service  # noqa: E402,F401  (first: OpenCV limits, as in the server)
 
-import cv2  # noqa: E402
 import httpx  # noqa: E402
 import torch  # noqa: E402
 
 from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, save_checkpoint  # noqa: E402
+from bench.inference import nchw_copy, working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
-from model.inference import working_size  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
@@ -93,19 +92,6 @@ def checked(result: tuple[float, int]) -> float:
     return seconds
 
 
-def nchw_fp32_copy(model: RedSeg) -> RedSeg:
-    copy = RedSeg(model.config).eval()
-    copy.load_state_dict(model.state_dict())
-    return copy.to(next(model.parameters()).device, memory_format=torch.contiguous_format)
-
-
-def working_scale_input(model: RedSeg, image) -> torch.Tensor:
-    """The normalised image at the working scale, as the whole-image forward of the old path took it."""
-    height, width = working_size(*image.shape[:2], model.config.working_long_side)
-    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    return model.normalize(torch.from_numpy(small).permute(2, 0, 1)[None]).contiguous()
-
-
 def free_port() -> int:
     import socket
 
@@ -139,7 +125,7 @@ def main() -> None:
             wait_ready(url, server)
             print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}")
 
-            reference_model = nchw_fp32_copy(ckpt.model)
+            reference_model = nchw_copy(ckpt.model)
             working = working_scale_input(ckpt.model, decode_upload(data, settings.max_pixels))
 
             def reference() -> float:
