@@ -5,12 +5,14 @@
                                    [--checkpoint checkpoints/redseg-default.safetensors]
 
 Starts ``redseg-serve`` on loopback with the checkpoint, then sends ``--requests`` requests
-from ``--clients`` clients: small images (the sample photo shrunk to a few sizes, PNG and
-JPEG) and, every ``--full-size-every`` requests, the full-size sample (4288x2848 JPEG).
-The server's RSS is sampled after every answer. It reports every status seen, and the RSS
-growth after the warm-up (the first ``--warm-up`` requests): the largest RSS of the last
-tenth of the run against the median RSS right after the warm-up (target: < 5 %, with every
-request answered 200). Writes ``soak.json`` (every sample) and ``soak.png`` (the curve).
+from ``--clients`` clients, in blocks of ``--block``: small images (the sample photo shrunk to a
+few sizes, PNG and JPEG) and, every ``--full-size-every`` requests, the full-size sample
+(4288x2848 JPEG). The server's RSS is sampled after every answer (the curve) and at rest after
+every block, once ``--rest-s`` seconds have passed with nothing in flight. RSS during a request
+depends on what else is in flight; RSS at rest is what the server keeps between requests, where a
+leak shows. Growth after the warm-up (the first ``--warm-up`` requests): the largest RSS at rest
+after it against the first (target: < 5 %, with every request answered 200). Writes
+``soak.json`` (every sample) and ``soak.png`` (the curve).
 No new request starts after ``--max-minutes``: the report then says how many were sent.
 """
 
@@ -62,15 +64,17 @@ def start_server(checkpoint: Path, port: int, threads: int | None) -> subprocess
 
 
 def growth(samples: list[dict], warm_up: int) -> dict:
-    after_warm_up = [s["rss_mb"] for s in samples if warm_up <= s["request"] < warm_up + 50]
-    last = [s["rss_mb"] for s in samples if s["request"] >= samples[-1]["request"] * 0.9]
-    baseline = statistics.median(after_warm_up)
+    """RSS at rest after the warm-up: its largest value against its first, and the peak under load."""
+    at_rest = [s for s in samples if s["at_rest"] and s["request"] >= warm_up]
+    baseline = at_rest[0]["rss_mb"] if at_rest else float("nan")
+    largest = max((s["rss_mb"] for s in at_rest), default=float("nan"))
     return {
         "rss_mb_start": samples[0]["rss_mb"],
-        "rss_mb_after_warm_up": baseline,
-        "rss_mb_last_tenth_max": max(last),
-        "rss_mb_peak": max(s["rss_mb"] for s in samples),
-        "growth_after_warm_up_percent": 100 * (max(last) - baseline) / baseline,
+        "rss_mb_at_rest_after_warm_up": baseline,
+        "rss_mb_at_rest_largest": largest,
+        "rss_mb_at_rest_last": at_rest[-1]["rss_mb"] if at_rest else float("nan"),
+        "rss_mb_peak_under_load": max(s["rss_mb"] for s in samples),
+        "growth_after_warm_up_percent": 100 * (largest - baseline) / baseline,
     }
 
 
@@ -81,9 +85,12 @@ def plot(samples: list[dict], warm_up: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot([s["request"] for s in samples], [s["rss_mb"] for s in samples], lw=1)
-    full = [s for s in samples if s["full_size"]]
+    answers = [s for s in samples if not s["at_rest"]]
+    rest = [s for s in samples if s["at_rest"]]
+    ax.plot([s["request"] for s in answers], [s["rss_mb"] for s in answers], lw=0.8, c="tab:blue", label="after each answer")
+    full = [s for s in answers if s["full_size"]]
     ax.scatter([s["request"] for s in full], [s["rss_mb"] for s in full], s=8, c="tab:red", label="full-size answer")
+    ax.plot([s["request"] for s in rest], [s["rss_mb"] for s in rest], "o-", c="black", ms=4, label="at rest")
     ax.axvline(warm_up, ls="--", c="grey", lw=1, label="end of warm-up")
     ax.set_xlabel("requests answered")
     ax.set_ylabel("server RSS (MB)")
@@ -100,6 +107,8 @@ def main() -> None:
     parser.add_argument("--full-size-every", type=int, default=25)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--warm-up", type=int, default=100)
+    parser.add_argument("--block", type=int, default=50, help="requests between samples at rest")
+    parser.add_argument("--rest-s", type=float, default=3.0, help="idle time before a sample at rest")
     parser.add_argument("--threads", type=int, default=None, help="REDSEG_TORCH_THREADS for the server")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--max-minutes", type=float, default=120.0, help="send no new request after this")
@@ -124,7 +133,12 @@ def main() -> None:
     try:
         wait_ready(url, process)
         server = psutil.Process(process.pid)
-        samples.append({"request": 0, "seconds": 0.0, "rss_mb": server.memory_info().rss / 2**20, "full_size": False})
+
+        def sample_rss(full_size: bool, at_rest: bool) -> None:
+            samples.append({"request": sum(statuses.values()), "seconds": time.monotonic() - started,
+                            "rss_mb": server.memory_info().rss / 2**20, "full_size": full_size, "at_rest": at_rest})
+
+        sample_rss(False, True)
         bar = tqdm(total=args.requests, desc="soak", unit="req")
 
         stop_at = started + 60 * args.max_minutes
@@ -140,14 +154,14 @@ def main() -> None:
                 status = type(exc).__name__
             with lock:
                 statuses[status] = statuses.get(status, 0) + 1
-                samples.append({
-                    "request": sum(statuses.values()), "seconds": time.monotonic() - started,
-                    "rss_mb": server.memory_info().rss / 2**20, "full_size": full_size,
-                })
+                sample_rss(full_size, False)
                 bar.update(1)
 
         with httpx.Client(base_url=url, timeout=300) as http, ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(lambda i: one(i, http), range(args.requests)))
+            for first in range(0, args.requests, args.block):
+                list(pool.map(lambda i: one(i, http), range(first, min(first + args.block, args.requests))))
+                time.sleep(args.rest_s)
+                sample_rss(False, True)
         bar.close()
     finally:
         process.terminate()

@@ -17,6 +17,7 @@ from model.referral import DISCLAIMER
 from service.errors import install_error_handlers
 from service.openapi import install_openapi
 from service.limits import BodyLimitMiddleware, BodyLimits
+from service.memory import limit_arenas, trim_after_requests
 from service.metrics import Metrics
 from service.routes import health, segment
 from service.routes.pages import install_pages
@@ -73,15 +74,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    limit_arenas()
     pool = load_pool(settings, app.state.metrics)
     pool.start()
     app.state.pool = pool
     app.state.drain.on_expire.append(pool.abandon_waiting)
-    supervisor = asyncio.create_task(pool.supervise())
+    background = [asyncio.create_task(pool.supervise()), asyncio.create_task(trim_after_requests(lambda: pool.admission.ended))]
     try:
         yield
     finally:
-        supervisor.cancel()
+        for task in background:
+            task.cancel()
         await asyncio.to_thread(pool.stop, WORKER_STOP_TIMEOUT_S)
         app.state.drain.on_expire.remove(pool.abandon_waiting)
         app.state.pool = None
