@@ -6,7 +6,7 @@
 In one run on the same image and model, interleaved, medians compared:
 (a) the reference: one whole-image forward of the network at the working scale in fp32 with the
     NCHW layout (what the network alone cost before the fast CPU path), in this process;
-(j) HTTP POST /segment with the default outputs and the JSON answer, on a uvicorn server started
+(j) HTTP POST /segment with the default outputs and the JSON answer, on ``redseg-serve`` started
     here on loopback (the fast path, as served);
 (z) the same request with ``Accept: application/zip``;
 (p) for reference, the in-process pipeline the service runs (decode, inference, render).
@@ -67,8 +67,7 @@ def start_server(checkpoint: Path, port: int, queue_size: int) -> subprocess.Pop
         "REDSEG_REQUEST_TIMEOUT_S": "86400",  # measure throughput, not the timeout
         "REDSEG_API_TOKEN": "",
     }
-    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--no-access-log"]
+    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
 

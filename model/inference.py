@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from model.calibration import Calibration
-from model.fov import FOV_RED_THRESHOLD, fov_mask, working_mapping, working_size  # noqa: F401 (re-exported)
+from model.fov import FOV_RED_THRESHOLD, FovMapping, fov_mask, working_mapping, working_size  # noqa: F401 (re-exported)
 from model.network import RedSeg
 from model.precision import autocast, check_precision, to_channels_last
 from model.tta import TTA_MODES, augmented, check_tta
@@ -146,14 +146,17 @@ def tile_count(height: int, width: int, model: RedSeg, settings: TileSettings, i
 
     A model that scales by the fundus disc (``fov_diameter``) needs the ``image`` itself.
     """
-    align = model.encoder.stride
     if model.config.fov_diameter is not None:
         if image is None:
             raise ValueError("a model that scales by the fundus disc needs the image to count its tiles")
-        small_h, small_w = working_mapping(image, model.config).size
-    else:
-        small_h, small_w = working_size(height, width, model.config.working_long_side)
-    sizes = [(small_w, small_h) if quarter_turns % 2 else (small_h, small_w) for quarter_turns, _ in TTA_MODES[settings.tta]]
+        return working_tile_count(working_mapping(image, model.config).size, model, settings)
+    return working_tile_count(working_size(height, width, model.config.working_long_side), model, settings)
+
+
+def working_tile_count(size: tuple[int, int], model: RedSeg, settings: TileSettings) -> int:
+    """How many tiles ``predict_working_scale`` runs on an image of ``size`` (h, w) at the working scale."""
+    align = model.encoder.stride
+    sizes = [size[::-1] if quarter_turns % 2 else size for quarter_turns, _ in TTA_MODES[settings.tta]]
     return sum(len(tile_grid(_round_up(h, align), _round_up(w, align), settings, align)) for h, w in sizes)
 
 
@@ -174,17 +177,21 @@ def predict_working_scale(
 
 @torch.inference_mode()
 def predict_probabilities(
-    model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings(), calibration: Calibration | None = None
+    model: RedSeg,
+    image: np.ndarray,
+    settings: TileSettings = TileSettings(),
+    calibration: Calibration | None = None,
+    mapping: FovMapping | None = None,
 ) -> np.ndarray:
     """Per-lesion probability maps, float32 (2, H, W) in 0..1, for an RGB uint8 image (H, W, 3).
 
     The image is mapped to the model's working scale (``model.fov``: by its fundus disc, or by its
     long side), cut into overlapping tiles run in batches on the model's device, blended
     (averaged over the ``settings.tta`` views), calibrated where a ``calibration`` is given, and
-    mapped back to the original resolution.
+    mapped back to the original resolution. A ``mapping`` already made for this image is used as is.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    mapping = working_mapping(image, model.config)
+    mapping = mapping or working_mapping(image, model.config)
     probabilities = predict_working_scale(model, mapping.to_working(image), settings, calibration)
     return mapping.to_original(probabilities)

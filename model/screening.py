@@ -131,16 +131,22 @@ def image_features(
     thresholds: Mapping[str, float],
     fov: FieldOfView,
     names: Iterable[str] | None = None,
+    counted: Mapping[str, dict[str, LesionCount]] | None = None,
 ) -> dict[str, float]:
-    """The named features (default: all) of one photograph for the referral score; areas are shares of the field of view."""
+    """The named features (default: all) of one photograph for the referral score; areas are shares of the field of view.
+
+    ``counted`` holds ``lesion_counts`` already made, by level, so they are not counted again.
+    """
     names = list(feature_names() if names is None else names)
     unknown = sorted(set(names) - set(feature_names()))
     if unknown:
         raise ValueError(f"unknown screening features {unknown}")
     features: dict[str, float] = {}
     levels = [level for level in LEVELS if any(name.endswith(f"_{level}") for name in names)]
+    counted = counted or {}
     for level in levels:
-        for lesion, found in lesion_counts(probabilities, thresholds, fov.area_pixels, level).items():
+        at_level = counted.get(level) or lesion_counts(probabilities, thresholds, fov.area_pixels, level)
+        for lesion, found in at_level.items():
             features[f"{lesion}_count_{level}"] = float(found.count)
             features[f"{lesion}_area_{level}"] = found.area_fraction_fov
     for channel, lesion in enumerate(LESIONS):

@@ -49,7 +49,7 @@ def summarise(image: np.ndarray, probabilities: np.ndarray, checkpoint: Checkpoi
     score, note = referral_score(checkpoint)
     if score is None:
         return ScreeningSummary(lesions, fov, None, note)
-    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features))
+    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}))
     referral = Referral(value, score.operating_point, value >= score.operating_point, score.validation)
     return ScreeningSummary(lesions, fov, referral)
 

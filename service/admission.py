@@ -41,8 +41,6 @@ class Admission:
     """The recent inference time of one request (an average kept by the workers)."""
     in_flight: int = 0
     image_bytes: int = 0
-    ended: int = 0
-    """Requests admitted and since ended (a count that only grows)."""
 
     @property
     def infer_s(self) -> float:
@@ -88,7 +86,6 @@ class Admission:
         finally:
             self.in_flight -= 1
             self.image_bytes -= image_bytes
-            self.ended += 1
 
 
 def held_bytes(pixels: int) -> int:

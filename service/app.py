@@ -79,7 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool.start()
     app.state.pool = pool
     app.state.drain.on_expire.append(pool.abandon_waiting)
-    background = [asyncio.create_task(pool.supervise()), asyncio.create_task(trim_after_requests(lambda: pool.admission.ended))]
+    background = [asyncio.create_task(pool.supervise()), asyncio.create_task(trim_after_requests(lambda: app.state.drain.finished))]
     try:
         yield
     finally:

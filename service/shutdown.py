@@ -31,6 +31,8 @@ class Drain:
     def __init__(self) -> None:
         self.draining = False
         self.in_flight = 0
+        self.finished = 0
+        """Requests (other than probes and /metrics) whose answer has been sent or that failed: it only grows."""
         self.expired = asyncio.Event()
         self.on_expire: list[Callable[[], None]] = []
 
@@ -76,6 +78,7 @@ class DrainMiddleware:
             await self._run_until_expired(scope, receive, send)
         finally:
             self.drain.in_flight -= 1
+            self.drain.finished += 1
 
     async def _run_until_expired(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False

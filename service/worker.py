@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.checkpoint import Checkpoint
-from model.inference import TileSettings, predict_probabilities, tile_count
+from model.inference import TileSettings, predict_probabilities, working_mapping, working_tile_count
 from service.admission import DEFAULT_INFER_S, Admission, held_bytes
 from service.metrics import Metrics
 
@@ -120,8 +120,10 @@ class Worker:
         if job.abandoned:
             return
         started = time.perf_counter()
+        model = self.checkpoint.model
         try:
-            probabilities = predict_probabilities(self.checkpoint.model, job.image, self.tiles, self.checkpoint.calibration)
+            mapping = working_mapping(job.image, model.config)
+            probabilities = predict_probabilities(model, job.image, self.tiles, self.checkpoint.calibration, mapping)
         except Exception as exc:
             job.settle(error=exc)
             return
@@ -133,11 +135,10 @@ class Worker:
         wait_s = started - job.enqueued_at
         self.infer_s_average = 0.8 * self.infer_s_average + 0.2 * infer_s if self.infer_s_measured else infer_s
         self.infer_s_measured = True
-        self._observe(job.image, wait_s, infer_s)
+        self._observe(working_tile_count(mapping.size, model, self.tiles), wait_s, infer_s)
         job.settle(InferenceResult(probabilities, wait_s, infer_s, self.device))
 
-    def _observe(self, image: np.ndarray, wait_s: float, infer_s: float) -> None:
-        tiles = tile_count(*image.shape[:2], self.checkpoint.model, self.tiles, image)
+    def _observe(self, tiles: int, wait_s: float, infer_s: float) -> None:
         batch = self.tiles.batch_size
         for first in range(0, tiles, batch):
             self.metrics.batch_size.observe(min(batch, tiles - first))

@@ -138,11 +138,13 @@ def test_bundled_model_sees_a_cropped_padded_or_resized_photograph_as_the_origin
 
 def test_tile_count_of_a_disc_scaled_model_follows_the_disc(sample):
     from model import RedSeg
-    from model.inference import TileSettings, tile_count
+    from model.inference import TileSettings, tile_count, working_tile_count
 
     model = RedSeg(RedSegConfig(width=0.0625, fov_diameter=idrid_fov_diameter(1440)))
     settings = TileSettings(tile_size=512)
     assert working_mapping(sample, model.config).size == (976, 1200)
     assert tile_count(2848, 4288, model, settings, sample) == 3 * 3  # 976x1200 in tiles of at most 512
+    assert working_tile_count((976, 1200), model, settings) == 3 * 3  # what the worker counts, from its mapping
+    assert working_tile_count((976, 1200), model, TileSettings(tile_size=512, tta="dihedral")) == 8 * 3 * 3
     with pytest.raises(ValueError, match="needs the image"):
         tile_count(2848, 4288, model, settings)

@@ -96,9 +96,9 @@ def test_a_burst_within_the_timeout_is_all_served(checkpoint, monkeypatch: pytes
     """The issue's case: 8 parallel requests to one worker, each ~0.3 s, well within the timeout: all 200."""
     real_predict = service.worker.predict_probabilities
 
-    def slow_predict(model, image, settings, calibration=None):
+    def slow_predict(model, image, settings, calibration=None, mapping=None):
         time.sleep(0.3)
-        return real_predict(model, image, settings, calibration)
+        return real_predict(model, image, settings, calibration, mapping)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", slow_predict)
     image = png(np.full((40, 60, 3), 120, np.uint8))

@@ -8,16 +8,6 @@ import platform
 import pytest
 
 import service.memory as memory
-from service.admission import Admission
-
-
-def test_a_request_ending_counts_whether_it_succeeded_or_failed():
-    gate = Admission(workers=1, timeout_s=10.0, max_requests=4, max_image_bytes=100)
-    with gate.admit(10):
-        pass
-    with pytest.raises(RuntimeError), gate.admit(10):
-        raise RuntimeError("inference failed")
-    assert gate.ended == 2 and gate.in_flight == 0 and gate.image_bytes == 0
 
 
 def test_the_trim_loop_trims_once_per_interval_in_which_requests_ended(monkeypatch):
@@ -47,3 +37,17 @@ def test_the_trim_loop_trims_once_per_interval_in_which_requests_ended(monkeypat
 def test_glibc_trims_and_limits_arenas():
     assert memory.limit_arenas(memory.ARENAS)
     memory.release_free_memory()  # returns whether memory was released: either is fine
+
+
+def test_a_request_counts_as_finished_once_its_answer_is_sent(checkpoint):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.service.helpers import make_settings
+
+    app = create_app(make_settings(checkpoint))
+    with TestClient(app) as http:
+        assert http.get("/healthz").status_code == 200  # probes do not count
+        assert app.state.drain.finished == 0
+        assert http.post("/segment", files={"image": ("x.txt", b"not an image", "text/plain")}).status_code in (400, 415, 503)
+        assert app.state.drain.finished == 1 and app.state.drain.in_flight == 0

@@ -27,11 +27,11 @@ def slow_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Inference of images 50 to 59 pixels wide takes (width - 50) / 2 s more; records every width run."""
     calls: list[int] = []
 
-    def slow_predict(model, image, settings, calibration=None):
+    def slow_predict(model, image, settings, calibration=None, mapping=None):
         calls.append(image.shape[1])
         if 50 <= image.shape[1] < 60:
             time.sleep((image.shape[1] - 50) / 2)
-        return real_predict(model, image, settings, calibration)
+        return real_predict(model, image, settings, calibration, mapping)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", slow_predict)
     return calls

@@ -22,17 +22,17 @@ class Fatal(BaseException):
 
 @pytest.fixture
 def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Make inference slow (0.4 s) and record the width of every image the worker runs."""
+    """Make inference slow (0.4 s; 2 s for width 61) and record the width of every image the worker runs."""
     calls: list[int] = []
 
-    def slow_predict(model, image, settings, calibration=None):
+    def slow_predict(model, image, settings, calibration=None, mapping=None):
         calls.append(image.shape[1])
         if image.shape[1] == 77:
             raise RuntimeError("injected failure")
         if image.shape[1] == 78:
             raise Fatal("injected worker death")
-        time.sleep(0.4)
-        return real_predict(model, image, settings, calibration)
+        time.sleep(2.0 if image.shape[1] == 61 else 0.4)  # 61: long enough for another client to give up
+        return real_predict(model, image, settings, calibration, mapping)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", slow_predict)
     return calls
@@ -108,7 +108,7 @@ def test_the_worker_skips_a_request_whose_client_left(checkpoint, predict_calls)
         while 61 not in predict_calls:
             time.sleep(0.01)
         with pytest.raises(httpx.ReadTimeout):  # the client gives up while the worker is busy
-            httpx.post(f"{url}/segment", files={"image": ("b.png", image_of_width(62), "image/png")}, timeout=0.2)
+            httpx.post(f"{url}/segment", files={"image": ("b.png", image_of_width(62), "image/png")}, timeout=1.0)
         first.join()
         time.sleep(0.6)
         assert 62 not in predict_calls
@@ -119,11 +119,11 @@ def test_the_worker_skips_a_request_whose_client_left(checkpoint, predict_calls)
 def test_a_request_past_its_timeout_gets_503_and_is_skipped(checkpoint, monkeypatch: pytest.MonkeyPatch):
     calls: list[int] = []
 
-    def slow_for_width_63(model, image, settings, calibration=None):  # others run at full speed, so both requests are admitted
+    def slow_for_width_63(model, image, settings, calibration=None, mapping=None):  # others run at full speed, so both requests are admitted
         calls.append(image.shape[1])
         if image.shape[1] == 63:
             time.sleep(5.0)
-        return real_predict(model, image, settings, calibration)
+        return real_predict(model, image, settings, calibration, mapping)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", slow_for_width_63)
     with serve_in_thread(make_settings(checkpoint, request_timeout_s=4.0)) as url:
@@ -145,9 +145,9 @@ def test_a_request_past_its_timeout_gets_503_and_is_skipped(checkpoint, monkeypa
 def test_not_ready_until_the_warm_up_has_run(checkpoint, monkeypatch: pytest.MonkeyPatch):
     gate = threading.Event()
 
-    def gated_predict(model, image, settings, calibration=None):
+    def gated_predict(model, image, settings, calibration=None, mapping=None):
         gate.wait(30)
-        return real_predict(model, image, settings, calibration)
+        return real_predict(model, image, settings, calibration, mapping)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", gated_predict)
     with serve_in_thread(make_settings(checkpoint), wait=False) as url, httpx.Client(base_url=url, timeout=30) as http:
