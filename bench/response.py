@@ -6,8 +6,9 @@ One inference on the image (its time is printed for scale), then, interleaved an
 the non-network work of one request with the default outputs (masks + probabilities):
 - before: the pipeline as it was (numpy masks, statistics and uint16 conversion, PNGs with
   libpng's default adaptive filters, base64 in JSON), rebuilt here from those primitives;
-- JSON now: service.encoding.render + the JSON answer (base64 PNGs);
-- zip now: render + the zip answer (Accept: application/zip, no base64);
+- JSON now: service.encoding.render beside the screening summary (as the service runs them), then
+  the JSON answer (base64 PNGs);
+- zip now: the same, then the zip answer (Accept: application/zip, no base64);
 - DICOM SEG: the BINARY and FRACTIONAL SEG of the same image sent as a DICOM photograph.
 Medians of wall time, and the answer's size.
 """
@@ -40,21 +41,26 @@ from model.rendering import threshold_level  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import parse_outputs, render  # noqa: E402
 from service.responses import AnswerFormat, answer_response  # noqa: E402
+from model.summary import summarise  # noqa: E402
 from service.schemas import ImageInfo, ModelInfo, SegmentResponse, Timings  # noqa: E402
+from service.screening import ScreeningResult  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 
-def answer_of(lesions: dict) -> SegmentResponse:
+def answer_of(lesions: dict, screening: ScreeningResult) -> SegmentResponse:
     return SegmentResponse(
         model=ModelInfo(name="bench", version="0", sha256="0"),
         image=ImageInfo(width=1, height=1),
         lesions=lesions,
+        screening=screening,
         timings=Timings(decode_s=0, queue_wait_s=0, infer_s=0, encode_s=0, total_s=0),
     )
 
 
-def before(image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], pool: ThreadPoolExecutor) -> int:
-    """The pipeline as served before the lean answer, from the same primitives it used."""
+def before(image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], pool: ThreadPoolExecutor,
+           screening: ScreeningResult) -> int:
+    """The pipeline as served before the lean answer, from the same primitives it used (the screening
+    summary, which came later, is given ready-made)."""
 
     def png_b64(array: np.ndarray) -> str:
         ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -74,12 +80,15 @@ def before(image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, f
         lesions[lesion] = {"threshold": thresholds[lesion], "area_pixels": area, "area_fraction": area / binary.size,
                            "components": int(components), "mask_png": futures[lesion, "mask_png"].result(),
                            "probability_png": futures[lesion, "probability_png"].result()}
-    return len(answer_of(lesions).model_dump_json())
+    return len(answer_of(lesions, screening).model_dump_json())
 
 
-def now(fmt: AnswerFormat, image, probabilities, thresholds, outputs) -> int:
-    rendered = render(image, probabilities, thresholds, outputs)
-    return len(answer_response(fmt, answer_of(rendered.lesions), rendered.files).body)
+def now(fmt: AnswerFormat, image, probabilities, checkpoint, outputs, pool: ThreadPoolExecutor) -> int:
+    """As the service does it: render and the screening summary side by side, then the answer."""
+    rendering = pool.submit(render, image, probabilities, dict(checkpoint.thresholds), outputs)
+    summary = pool.submit(summarise, image, probabilities, checkpoint)
+    rendered = rendering.result()
+    return len(answer_response(fmt, answer_of(rendered.lesions, ScreeningResult.of(summary.result())), rendered.files).body)
 
 
 def dicom_photo_bytes(image: np.ndarray) -> bytes:
@@ -100,20 +109,21 @@ def main() -> None:
     data = Path(args.image).read_bytes()
     image = decode_upload(data, settings.max_pixels)
     started = time.perf_counter()
-    probabilities = predict_probabilities(checkpoint.model, image, settings.tiles)
+    probabilities = predict_probabilities(checkpoint.model, image, settings.tiles, checkpoint.calibration)
     print(f"{args.image}: {image.shape[1]}x{image.shape[0]}; one inference {time.perf_counter() - started:.2f} s (for scale)")
     thresholds, outputs = dict(checkpoint.thresholds), parse_outputs("masks,probabilities")
     source = read_dicom(dicom_photo_bytes(image)).dataset
     pool = ThreadPoolExecutor(2)
+    screening = ScreeningResult.of(summarise(image, probabilities, checkpoint))
 
     def seg(kind: str) -> int:
         return len(to_bytes(segmentation(source, probabilities, thresholds, kind, checkpoint.name, checkpoint.version)))
 
     stages: dict[str, Callable[[], int]] = {
         "decode JPEG upload": lambda: decode_upload(data, settings.max_pixels).size * 0,
-        "before: render + JSON (base64)": lambda: before(image, probabilities, thresholds, pool),
-        "now: render + JSON (base64)": lambda: now(AnswerFormat.JSON, image, probabilities, thresholds, outputs),
-        "now: render + zip": lambda: now(AnswerFormat.ZIP, image, probabilities, thresholds, outputs),
+        "before: render + JSON (base64)": lambda: before(image, probabilities, thresholds, pool, screening),
+        "now: render + JSON (base64)": lambda: now(AnswerFormat.JSON, image, probabilities, checkpoint, outputs, pool),
+        "now: render + zip": lambda: now(AnswerFormat.ZIP, image, probabilities, checkpoint, outputs, pool),
         "DICOM SEG, BINARY": lambda: seg("binary"),
         "DICOM SEG, FRACTIONAL": lambda: seg("fractional"),
     }

@@ -85,3 +85,32 @@ def test_openapi_documents_the_three_formats(checkpoint: Path):
     answers = spec["paths"]["/segment"]["post"]["responses"]
     assert set(answers["200"]["content"]) == {"application/json", "application/zip", "application/dicom"}
     assert "406" in answers
+
+
+def test_json_body_splices_each_file_as_base64_into_its_field():
+    from service.responses import json_body
+    from service.schemas import ImageInfo, LesionResult, ModelInfo, SegmentResponse, Timings
+    from service.screening import FieldOfViewResult, ScreeningResult
+
+    screening = ScreeningResult(lesions={}, field_of_view=FieldOfViewResult(area_pixels=4, fraction_of_image=1.0,
+                                gradable_fraction=1.0), referral=None)
+    stats = dict(threshold=0.5, area_pixels=3, area_fraction=0.1, components=1)
+    answer = SegmentResponse(
+        model=ModelInfo(name="m", version="1", sha256="0"),
+        image=ImageInfo(width=2, height=2),
+        lesions={"MA": LesionResult(**stats), "HE": LesionResult(**stats)},
+        screening=screening,
+        timings=Timings(decode_s=0, queue_wait_s=0, infer_s=0, encode_s=0, total_s=0),
+    )
+    files = {"MA_mask.png": b"\x89PNG ma \x00\xff", "HE_probability.png": b"@he@", "overlay.png": bytes(range(256))}
+    body = json.loads(json_body(answer, files))
+    assert body["lesions"]["MA"]["mask_png"] == base64.b64encode(files["MA_mask.png"]).decode()
+    assert body["lesions"]["HE"]["probability_png"] == base64.b64encode(b"@he@").decode()
+    assert body["overlay_png"] == base64.b64encode(bytes(range(256))).decode()
+    assert body["lesions"]["MA"]["probability_png"] is None and body["lesions"]["HE"]["mask_png"] is None
+    without_files = answer.model_dump(mode="json")
+    for lesion in ("MA", "HE"):
+        for field in ("mask_png", "probability_png"):
+            body["lesions"][lesion][field] = None
+    body["overlay_png"] = None
+    assert body == without_files
