@@ -104,7 +104,77 @@ def plot(samples: list[dict], warm_up: int, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
+class Recorder:
+    """The statuses seen and the server's RSS samples, shared by the client threads."""
+
+    def __init__(self, server: psutil.Process, requests: int):
+        self.server = server
+        self.started = time.monotonic()
+        self.samples: list[dict] = []
+        self.statuses: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.bar = tqdm(total=requests, desc="soak", unit="req")
+
+    def sample(self, full_size: bool, at_rest: bool) -> None:
+        self.samples.append({
+            "request": sum(self.statuses.values()), "seconds": time.monotonic() - self.started,
+            "rss_mb": self.server.memory_info().rss / 2**20, "full_size": full_size, "at_rest": at_rest,
+        })
+
+    def answered(self, status: str, full_size: bool) -> None:
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self.sample(full_size, False)
+            self.bar.update(1)
+
+
+def send_all(args: argparse.Namespace, url: str, record: Recorder) -> None:
+    """Every request, in blocks, with a sample at rest after each block."""
+    sample = SAMPLE.read_bytes()
+    smalls = small_uploads(sample)
+    stop_at = record.started + 60 * args.max_minutes
+
+    def one(index: int, http: httpx.Client) -> None:
+        if time.monotonic() > stop_at:
+            return
+        full_size = index % args.full_size_every == args.full_size_every - 1
+        name, data, content_type = ("full.jpg", sample, "image/jpeg") if full_size else smalls[index % len(smalls)]
+        try:
+            status = str(http.post("/segment", files={"image": (name, data, content_type)}).status_code)
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        record.answered(status, full_size)
+
+    record.sample(False, True)
+    with httpx.Client(base_url=url, timeout=300) as http, ThreadPoolExecutor(args.clients) as pool:
+        for first in range(0, args.requests, args.block):
+            list(pool.map(lambda i: one(i, http), range(first, min(first + args.block, args.requests))))
+            time.sleep(args.rest_s)
+            record.sample(False, True)
+    record.bar.close()
+
+
+def report(args: argparse.Namespace, record: Recorder) -> bool:
+    """Write soak.json and soak.png, print the summary; True when the targets are met."""
+    samples, statuses = record.samples, record.statuses
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps({"statuses": statuses, "samples": samples}, indent=1))  # kept if the report fails
+    summary = {"requests": args.requests, "sent": sum(statuses.values()), "clients": args.clients,
+               "full_size_every": args.full_size_every, "warm_up": args.warm_up, "statuses": statuses,
+               "seconds": time.monotonic() - record.started, **growth(samples, args.warm_up)}
+    (args.out / "soak.json").write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
+    print(json.dumps(summary, indent=1))
+    answered = statuses.get("200", 0) == args.requests
+    print(f"every request answered 200: {answered}; RSS growth after warm-up "
+          f"{summary['growth_after_warm_up_percent']:.1f} % (target < 5 %)")
+    try:
+        plot(samples, args.warm_up, args.out / "soak.png")
+    except ImportError:
+        print("matplotlib is missing: draw the curve later with --replot")
+    return answered and summary["growth_after_warm_up_percent"] < 5
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--full-size-every", type=int, default=25)
@@ -118,73 +188,26 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="default: a free port (a server left on a fixed one would be measured instead)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak")
     parser.add_argument("--replot", action="store_true", help="only redraw soak.png from --out's soak.json")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.replot:
         saved = json.loads((args.out / "soak.json").read_text())
         plot(saved["samples"], saved["summary"]["warm_up"], args.out / "soak.png")
         return
-
-    sample = SAMPLE.read_bytes()
-    smalls = small_uploads(sample)
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_server(args.checkpoint, port, args.threads)
-    samples: list[dict] = []
-    statuses: dict[str, int] = {}
-    lock = threading.Lock()
-    started = time.monotonic()
     try:
         wait_ready(url, process)
-        server = psutil.Process(process.pid)
-
-        def sample_rss(full_size: bool, at_rest: bool) -> None:
-            samples.append({"request": sum(statuses.values()), "seconds": time.monotonic() - started,
-                            "rss_mb": server.memory_info().rss / 2**20, "full_size": full_size, "at_rest": at_rest})
-
-        sample_rss(False, True)
-        bar = tqdm(total=args.requests, desc="soak", unit="req")
-
-        stop_at = started + 60 * args.max_minutes
-
-        def one(index: int, http: httpx.Client) -> None:
-            if time.monotonic() > stop_at:
-                return
-            full_size = index % args.full_size_every == args.full_size_every - 1
-            name, data, content_type = ("full.jpg", sample, "image/jpeg") if full_size else smalls[index % len(smalls)]
-            try:
-                status = str(http.post("/segment", files={"image": (name, data, content_type)}).status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            with lock:
-                statuses[status] = statuses.get(status, 0) + 1
-                sample_rss(full_size, False)
-                bar.update(1)
-
-        with httpx.Client(base_url=url, timeout=300) as http, ThreadPoolExecutor(args.clients) as pool:
-            for first in range(0, args.requests, args.block):
-                list(pool.map(lambda i: one(i, http), range(first, min(first + args.block, args.requests))))
-                time.sleep(args.rest_s)
-                sample_rss(False, True)
-        bar.close()
+        record = Recorder(psutil.Process(process.pid), args.requests)
+        send_all(args, url, record)
     finally:
         process.terminate()
         process.wait(60)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps({"statuses": statuses, "samples": samples}, indent=1))  # kept if the report fails
-    summary = {"requests": args.requests, "sent": sum(statuses.values()), "clients": args.clients, "full_size_every": args.full_size_every,
-               "warm_up": args.warm_up, "statuses": statuses, "seconds": time.monotonic() - started,
-               **growth(samples, args.warm_up)}
-    (args.out / "soak.json").write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
-    print(json.dumps(summary, indent=1))
-    answered = statuses.get("200", 0) == args.requests
-    print(f"every request answered 200: {answered}; RSS growth after warm-up "
-          f"{summary['growth_after_warm_up_percent']:.1f} % (target < 5 %)")
-    try:
-        plot(samples, args.warm_up, args.out / "soak.png")
-    except ImportError:
-        print("matplotlib is missing: draw the curve later with --replot")
-    sys.exit(0 if answered and summary["growth_after_warm_up_percent"] < 5 else 1)
+    sys.exit(0 if report(args, record) else 1)
 
 
 if __name__ == "__main__":
