@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +32,7 @@ from model.cli_help import plain_help  # noqa: E402
 from model.config import RedSegConfig  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
 from model.imageio import read_image  # noqa: E402
-from model.inference import TileSettings, predict_probabilities, working_size  # noqa: E402
+from model.inference import TileSettings, predict_probabilities, working_mapping  # noqa: E402
 from model.network import RedSeg  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
 
@@ -46,10 +45,9 @@ def nchw_copy(model: RedSeg) -> RedSeg:
 
 
 def working_scale_input(model: RedSeg, image) -> torch.Tensor:
-    """The photograph resized by its long side to the working scale and normalised, on the model's device:
-    what the whole-image forward of the old path took."""
-    height, width = working_size(*image.shape[:2], model.config.working_long_side)
-    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    """The photograph mapped to the model's working scale (by its fundus disc, or its long side, as
+    ``predict_probabilities`` maps it) and normalised, on the model's device: the whole-image input."""
+    small = working_mapping(image, model.config).to_working(image)
     device = next(model.parameters()).device
     return model.normalize(torch.from_numpy(small).to(device).permute(2, 0, 1)[None]).contiguous()
 
