@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ FORMAT = "redseg-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "redseg"
 SCREENING_KEY = "screening"
+CALIBRATION_KEY = "calibration"
 """Metadata entry holding the fitted referral score; optional, so older checkpoints still load."""
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "redseg-default.safetensors"
@@ -90,7 +89,7 @@ def save_checkpoint(
     if screening is not None:
         meta[SCREENING_KEY] = screening
     if calibration is not None:
-        meta["calibration"] = calibration.to_dict()
+        meta[CALIBRATION_KEY] = calibration.to_dict()
     dtype = torch.float16 if half else torch.float32
     tensors = {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
@@ -101,12 +100,9 @@ def save_checkpoint(
 
 
 def _write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Atomically; a rewritten file keeps its permissions (the temporary file starts private)."""
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
+    """Atomically (a rewritten file keeps its permissions: ``model.atomic.atomic_write``)."""
     with atomic_write(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-        if mode is not None:
-            os.chmod(tmp, mode)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -116,9 +112,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def write_screening(path: str | Path, screening: dict) -> None:
     """Store a fitted referral score in an existing checkpoint's metadata (weights untouched)."""
-    path = Path(path)
-    meta = read_metadata(path) | {SCREENING_KEY: screening}
-    _write_checkpoint(path, _read_tensors(path), meta)
+    update_metadata(path, **{SCREENING_KEY: screening})
 
 
 def model_digest(path: str | Path) -> str:
@@ -128,7 +122,7 @@ def model_digest(path: str | Path) -> str:
     """
     path = Path(path)
     meta = read_metadata(path)
-    decisive = [meta["config"], meta["thresholds"]] + ([meta["calibration"]] if "calibration" in meta else [])
+    decisive = [meta["config"], meta["thresholds"]] + ([meta[CALIBRATION_KEY]] if CALIBRATION_KEY in meta else [])
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     for name, tensor in sorted(_read_tensors(path).items()):
         digest.update(name.encode())
@@ -185,7 +179,7 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         reference = model.state_dict()
         state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
-        calibration = Calibration.from_dict(meta["calibration"]) if "calibration" in meta else None
+        calibration = Calibration.from_dict(meta[CALIBRATION_KEY]) if CALIBRATION_KEY in meta else None
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} does not hold a valid RedSeg network: {exc}") from exc
     to_channels_last(model.to(device)).eval()
