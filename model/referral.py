@@ -25,6 +25,12 @@ class ReferralScoreError(ValueError):
     """A stored referral score that cannot be read (unknown kind, feature version or malformed fields)."""
 
 
+def log_features(rows: Sequence[Mapping[str, float]], features: Sequence[str], units: Sequence[float]) -> np.ndarray:
+    """``log1p(value / unit)`` of the named features, (n, k), of feature dicts: what the score is fitted and applied on."""
+    raw = np.array([[row[name] for name in features] for row in rows], dtype=np.float64).reshape(-1, len(features))
+    return np.log1p(np.maximum(raw, 0.0) / np.asarray(units))
+
+
 @dataclass(frozen=True)
 class ReferralScore:
     features: list[str]
@@ -42,9 +48,7 @@ class ReferralScore:
 
     def transform(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Standardised log features, (n, k), of feature dicts."""
-        raw = np.array([[row[name] for name in self.features] for row in rows], dtype=np.float64).reshape(-1, len(self.features))
-        logs = np.log1p(np.maximum(raw, 0.0) / np.asarray(self.units))
-        return (logs - np.asarray(self.mean)) / np.asarray(self.scale)
+        return (log_features(rows, self.features, self.units) - np.asarray(self.mean)) / np.asarray(self.scale)
 
     def scores(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         logits = self.transform(rows) @ np.asarray(self.coef) + self.intercept

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from model.config import LESIONS
-from model.inference import fov_mask
+from model.fov import fov_mask
 
 FEATURES_VERSION = 1
 """Bumped whenever a feature's definition changes (cached features of older versions are recomputed)."""
@@ -57,11 +57,11 @@ class FieldOfView:
     """Share of the field of view that is neither too dark nor washed out (0 when there is no field)."""
 
 
-def field_of_view(image: np.ndarray) -> tuple[np.ndarray, FieldOfView]:
-    """The field-of-view mask of an RGB uint8 photograph and its figures."""
+def field_of_view(image: np.ndarray) -> FieldOfView:
+    """The field of view's figures for an RGB uint8 photograph."""
     fov = fov_mask(image)
     area = int(fov.sum())
-    return fov, FieldOfView(area, area / fov.size, gradable_fraction(image))
+    return FieldOfView(area, area / fov.size, gradable_fraction(image))
 
 
 def gradable_fraction(image: np.ndarray) -> float:

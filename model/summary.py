@@ -44,7 +44,7 @@ def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | 
 
 def summarise(image: np.ndarray, probabilities: np.ndarray, checkpoint: Checkpoint) -> ScreeningSummary:
     """Lesion counts and areas, the field of view and the referral score of an RGB uint8 photograph."""
-    _, fov = field_of_view(image)
+    fov = field_of_view(image)
     lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
     score, note = referral_score(checkpoint)
     if score is None:

@@ -145,12 +145,13 @@ def fit_mode(per_image: np.ndarray, folds: int) -> tuple[dict[str, Platt], dict]
         pooled = lesion_images.sum(axis=0)
         scalings[lesion] = fit_platt(pooled)
         counts, probabilities = cross_fitted(lesion_images, folds)
+        centres = calibrated_centres(scalings[lesion])
         report[lesion] = {
             "platt": {"slope": scalings[lesion].slope, "intercept": scalings[lesion].intercept},
             "raw": reliability(pooled, calibrated_centres(None)),
             "cross_fitted": reliability(counts, probabilities),
-            "in_sample": reliability(pooled, calibrated_centres(scalings[lesion])),
-            "best_f1": best_f1_threshold(pooled, calibrated_centres(scalings[lesion])),
+            "in_sample": reliability(pooled, centres),
+            "best_f1": best_f1_threshold(pooled, centres),
         }
     return scalings, report
 
@@ -161,7 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the checkpoint to calibrate (default: the bundled model)")
     parser.add_argument("--write", type=Path, metavar="PATH", help="write the calibrated checkpoint here (default: in place)")
     add_data_arguments(parser, out_help="folder for calibration.json and reliability.png")
-    parser.set_defaults(holdout=True)  # unless --images names others
     parser.add_argument("--tta", default="none,hflip,flips",
                         help="comma-separated test-time augmentation modes to fit (always includes none)")
     parser.add_argument("--folds", type=int, default=5, help="folds of images for the cross-fitted calibration error")
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="the network's precision, as the service will run it (default auto)")
     args = parser.parse_args(argv)
-    args.holdout = not args.images
+    args.holdout = not args.images  # the hold-out unless --images names others
 
     from model.checkpoint import SCREENING_KEY, CheckpointError, load_checkpoint, update_metadata
     from model.inference import TileSettings

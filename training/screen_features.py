@@ -53,7 +53,7 @@ def photograph_features(path: Path, checkpoint: Checkpoint, tiles: TileSettings)
     """Every screening feature of one photograph on disk, as the service computes them."""
     image = read_image(path)
     probabilities = predict_probabilities(checkpoint.model, image, tiles, checkpoint.calibration)  # as served
-    _, fov = field_of_view(image)
+    fov = field_of_view(image)
     return image_features(probabilities, checkpoint.thresholds, fov)
 
 

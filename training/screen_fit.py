@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from model.referral import ReferralScore
+from model.referral import ReferralScore, log_features
 
 DEFAULT_FEATURES = (
     "MA_count_op", "MA_area_op", "HE_count_op", "HE_area_op",
@@ -41,7 +41,7 @@ def feature_unit(name: str) -> float:
 def fit_score(rows: Rows, labels: np.ndarray, features: Sequence[str], operating_point: float = 0.5) -> ReferralScore:
     """A logistic referral score fitted on all of ``rows``."""
     units = [feature_unit(name) for name in features]
-    logs = np.log1p(np.array([[row[f] for f in features] for row in rows], dtype=np.float64) / units)
+    logs = log_features(rows, features, units)
     mean, scale = logs.mean(axis=0), logs.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     model = LogisticRegression(C=REGULARISATION, max_iter=1000).fit((logs - mean) / scale, labels)
@@ -122,7 +122,8 @@ def sensitivity_specificity(labels: np.ndarray, referred: np.ndarray) -> tuple[f
 def bootstrap_interval(
     labels: np.ndarray, statistic, *arrays: np.ndarray, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% percentile interval of ``statistic(labels, *arrays)`` over photographs resampled with replacement."""
+    """95% percentile interval of ``statistic(labels, *arrays)`` over photographs resampled with replacement
+    (for a statistic giving several numbers, the lows and the highs, each a list)."""
     rng = np.random.default_rng(seed)
     values = []
     n = len(labels)
@@ -131,8 +132,8 @@ def bootstrap_interval(
         if labels[pick].min() == labels[pick].max():
             continue  # a resample with one class has no ROC
         values.append(statistic(labels[pick], *(a[..., pick] for a in arrays)))
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    low, high = np.percentile(values, [2.5, 97.5], axis=0)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low.tolist(), high.tolist())
 
 
 def auc_with_interval(labels: np.ndarray, scores: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
@@ -145,13 +146,10 @@ def auc_with_interval(labels: np.ndarray, scores: np.ndarray, resamples: int = 2
 def rule_figures(labels: np.ndarray, referred: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
     """Sensitivity and specificity of yes/no calls, each with a bootstrap 95% interval."""
     sensitivity, specificity = sensitivity_specificity(labels, referred)
+    lows, highs = bootstrap_interval(labels, sensitivity_specificity, referred, resamples=resamples, seed=seed)
     return {
         "sensitivity": sensitivity,
-        "sensitivity_ci95": list(
-            bootstrap_interval(labels, lambda y, r: sensitivity_specificity(y, r)[0], referred, resamples=resamples, seed=seed)
-        ),
+        "sensitivity_ci95": [lows[0], highs[0]],
         "specificity": specificity,
-        "specificity_ci95": list(
-            bootstrap_interval(labels, lambda y, r: sensitivity_specificity(y, r)[1], referred, resamples=resamples, seed=seed)
-        ),
+        "specificity_ci95": [lows[1], highs[1]],
     }
