@@ -46,6 +46,7 @@ from model.cli_help import plain_help  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from tests.processes import free_port, stop, wait_until  # noqa: E402
 
 
 def pick_checkpoint(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
@@ -59,30 +60,20 @@ def pick_checkpoint(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]
     return path, f"RANDOM-INIT network, width {args.width} (no trained checkpoint found; timing only)"
 
 
-def start_server(checkpoint: Path, port: int, queue_size: int) -> subprocess.Popen:
-    env = os.environ | {
-        "REDSEG_CHECKPOINT": str(checkpoint),
-        "REDSEG_DEVICE": "auto",
-        "REDSEG_QUEUE_SIZE": str(queue_size),
-        "REDSEG_REQUEST_TIMEOUT_S": "86400",  # measure throughput, not the timeout
-        "REDSEG_API_TOKEN": "",
-    }
+def start_server(port: int, env: dict[str, str], log: Path, timeout_s: float = 600) -> subprocess.Popen:
+    """``redseg-serve`` on ``port`` with these REDSEG_* settings (no token), its output in ``log``; ready."""
     command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(command, cwd=ROOT, env=env)
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the server exited during start-up")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not become ready")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=os.environ | {"REDSEG_API_TOKEN": ""} | env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, timeout_s, "redseg-serve /readyz",
+                   alive=lambda: process.poll() is None, log=log)
+    except (RuntimeError, TimeoutError):
+        stop(process)
+        raise
+    return process
 
 
 def checked(result: tuple[float, int]) -> float:
@@ -90,13 +81,6 @@ def checked(result: tuple[float, int]) -> float:
     assert status == 200, status
     return seconds
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -119,9 +103,13 @@ def main() -> None:
         ckpt = load_checkpoint(checkpoint_path, device)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = start_server(checkpoint_path, port, queue_size=args.clients)
+        server = start_server(port, {
+            "REDSEG_CHECKPOINT": str(checkpoint_path),
+            "REDSEG_DEVICE": "auto",
+            "REDSEG_QUEUE_SIZE": str(args.clients),
+            "REDSEG_REQUEST_TIMEOUT_S": "86400",  # measure throughput, not the timeout
+        }, Path(scratch) / "server.log")
         try:
-            wait_ready(url, server)
             print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}")
 
             reference_model = nchw_copy(ckpt.model)
@@ -184,8 +172,7 @@ def main() -> None:
             ok = statuses.count(200)
             multi_rate = ok / elapsed
         finally:
-            server.terminate()
-            server.wait(30)
+            stop(server)
 
     print()
     print(f"| measurement (median of {args.requests}, interleaved) | seconds | / (a) |")

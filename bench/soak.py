@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,8 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.service import free_port, wait_ready  # noqa: E402
+from bench.service import start_server  # noqa: E402
+from tests.processes import free_port, stop  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
@@ -54,14 +54,6 @@ def small_uploads(sample: bytes) -> list[tuple[str, bytes, str]]:
         for extension, content_type in ((".png", "image/png"), (".jpg", "image/jpeg")):
             uploads.append((f"small-{side}{extension}", cv2.imencode(extension, small)[1].tobytes(), content_type))
     return uploads
-
-
-def start_server(checkpoint: Path, port: int, threads: int | None) -> subprocess.Popen:
-    env = os.environ | {"REDSEG_CHECKPOINT": str(checkpoint), "REDSEG_DEVICE": "cpu", "REDSEG_API_TOKEN": ""}
-    if threads:
-        env["REDSEG_TORCH_THREADS"] = str(threads)
-    command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def growth(samples: list[dict], warm_up: int) -> dict:
@@ -198,15 +190,15 @@ def main() -> None:
         plot(saved["samples"], saved["summary"]["warm_up"], args.out / "soak.png")
         return
     port = args.port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(args.checkpoint, port, args.threads)
+    env = {"REDSEG_CHECKPOINT": str(args.checkpoint), "REDSEG_DEVICE": "cpu"}
+    if args.threads:
+        env["REDSEG_TORCH_THREADS"] = str(args.threads)
+    process = start_server(port, env, Path(tempfile.gettempdir()) / f"redseg-soak-server-{port}.log")
     try:
-        wait_ready(url, process)
         record = Recorder(psutil.Process(process.pid), args.requests)
-        send_all(args, url, record)
+        send_all(args, f"http://127.0.0.1:{port}", record)
     finally:
-        process.terminate()
-        process.wait(60)
+        stop(process)
     sys.exit(0 if report(args, record) else 1)
 
 

@@ -21,9 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.inference import nchw_copy  # noqa: E402
+from bench.inference import nchw_copy, working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-from model.fov import working_mapping  # noqa: E402
 from model.imageio import read_image  # noqa: E402
 from model.inference import TileSettings, predict_probabilities  # noqa: E402
 from model.tta import TTA_MODES  # noqa: E402
@@ -38,9 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.checkpoint)
     image = read_image(args.image)
-    working = working_mapping(image, checkpoint.config).to_working(image)
     reference = nchw_copy(checkpoint.model)
-    tensor = reference.normalize(torch.from_numpy(working).permute(2, 0, 1)[None].contiguous())
+    tensor = working_scale_input(checkpoint.model, image)
 
     def budget() -> None:
         with torch.inference_mode():
@@ -61,7 +59,7 @@ def main() -> None:
             run()
             seconds[name].append(time.perf_counter() - started)
     floor = statistics.median(seconds["(a) whole-image forward, fp32 NCHW"])
-    print(f"{args.checkpoint.name} on {args.image.name} (working {working.shape[1]}x{working.shape[0]}), "
+    print(f"{args.checkpoint.name} on {args.image.name} (working {tensor.shape[3]}x{tensor.shape[2]}), "
           f"{torch.get_num_threads()} torch threads, medians of {args.repeats}")
     for name, values in seconds.items():
         median = statistics.median(values)

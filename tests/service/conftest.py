@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +13,15 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.processes import stop
 from tests.service.helpers import (
     BODY_TIMEOUT_S,
     MAX_HEADER_BYTES,
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     SAMPLE,
-    free_port,
     png,
-    serve_subprocess,
+    running_server,
     tiny_checkpoint,
-    wait_ready,
 )
 
 
@@ -54,7 +50,6 @@ def small_png(small_rgb: np.ndarray) -> bytes:
 @pytest.fixture(scope="session")
 def server_process(checkpoint: Path) -> Iterator[tuple[str, psutil.Process]]:
     """The main test server, as `make serve` runs it, serving the tiny checkpoint with no token; and its process."""
-    port = free_port()
     env = {
         "REDSEG_CHECKPOINT": str(checkpoint),
         "REDSEG_DEVICE": "cpu",
@@ -65,13 +60,8 @@ def server_process(checkpoint: Path) -> Iterator[tuple[str, psutil.Process]]:
         "REDSEG_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "REDSEG_API_TOKEN": "",
     }
-    process = serve_subprocess(env, port, output=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, alive=lambda: process.poll() is None)
+    with running_server(env) as (base_url, process):
         yield base_url, psutil.Process(process.pid)
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="session")

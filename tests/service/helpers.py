@@ -24,7 +24,7 @@ import uvicorn
 from model import RedSeg, RedSegConfig, save_checkpoint
 from service.app import create_app
 from service.settings import Settings
-from tests.processes import free_port, stop  # noqa: F401  (free_port: re-exported for the service tests)
+from tests.processes import free_port, stop, wait_until  # noqa: F401  (free_port: re-exported for the service tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
@@ -65,17 +65,8 @@ def make_settings(checkpoint: Path, **overrides) -> Settings:
 
 
 def wait_ready(base_url: str, timeout_s: float = 240.0, alive: callable = lambda: True) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError("the server exited before it was ready")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{base_url} not ready after {timeout_s} s")
+    wait_until(lambda: httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200, timeout_s,
+               f"{base_url}/readyz", alive=alive)
 
 
 @contextmanager
@@ -108,14 +99,14 @@ def serve_subprocess(env: dict[str, str], port: int, output: int = subprocess.PI
 
 
 @contextmanager
-def running_server(env: dict[str, str], timeout_s: float = 240.0) -> Iterator[str]:
-    """``serve_subprocess`` on a free port, ready; its base URL. Stopped (then killed if need be) on exit."""
+def running_server(env: dict[str, str], timeout_s: float = 240.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``serve_subprocess`` on a free port, ready; its base URL and process. Stopped (then killed if need be) on exit."""
     port = free_port()
     process = serve_subprocess(env, port, output=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base_url, timeout_s, alive=lambda: process.poll() is None)
-        yield base_url
+        yield base_url, process
     finally:
         stop(process)
 

@@ -39,7 +39,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 def bundled_server() -> Iterator[str]:
     """The bundled model behind a token, as `make serve` runs it."""
     env = {"REDSEG_CHECKPOINT": str(DEFAULT_CHECKPOINT), "REDSEG_DEVICE": "cpu", "REDSEG_API_TOKEN": TOKEN}
-    with running_server(env, timeout_s=180) as base_url:
+    with running_server(env, timeout_s=180) as (base_url, _):
         yield base_url
 
 
