@@ -42,14 +42,9 @@ class Admission:
     in_flight: int = 0
     image_bytes: int = 0
 
-    @property
-    def infer_s(self) -> float:
-        return self.recent_infer_s()
-
-    def expected_s(self, ahead: int | None = None) -> float:
-        """Seconds until a request arriving now (behind ``ahead`` requests) would be answered."""
-        ahead = self.in_flight if ahead is None else ahead
-        return (ahead / self.workers + 1) * self.infer_s
+    def expected_s(self) -> float:
+        """Seconds until a request arriving now, behind those in progress, would be answered."""
+        return (self.in_flight / self.workers + 1) * self.recent_infer_s()
 
     def retry_after_s(self) -> int:
         """Seconds until enough of the queue has gone for a new request to finish in time."""
@@ -57,7 +52,7 @@ class Admission:
 
     def place_free_s(self) -> int:
         """Seconds until a request in progress is likely to finish and free its place."""
-        return max(1, math.ceil(self.infer_s / self.workers))
+        return max(1, math.ceil(self.recent_infer_s() / self.workers))
 
     def check(self, image_bytes: int) -> None:
         if self.in_flight >= self.max_requests:

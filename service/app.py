@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import PlainTextResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -92,14 +93,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served here, no CDN
+        static_url="/static/docs",
         title="RedSeg",
         summary="Red-lesion (microaneurysm, haemorrhage) segmentation of colour fundus photographs.",
         description=f"Viewer for people at [/](/). Each answer carries a screening summary. **{DISCLAIMER}**",
         version=app_version(),
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()

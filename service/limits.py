@@ -45,6 +45,13 @@ def awaits_continue(scope: Scope) -> bool:
     return "100-continue" in Headers(scope=scope).get("expect", "").lower()
 
 
+async def discard_unread_body(scope: Scope, receive: Receive, limits: BodyLimits, declared: int | None = None) -> None:
+    """Before answering a request whose body has not been read: drop the body, unless the client
+    waits for 100 Continue (it has sent nothing yet, and the answer can go at once)."""
+    if not awaits_continue(scope):
+        await discard_body(receive, limits, declared)
+
+
 async def discard_body(receive: Receive, limits: BodyLimits, declared: int | None = None) -> None:
     """Read and drop what is left of a body that will not be used, within the drain bounds,
     so that a client still sending it can read the answer."""
@@ -87,9 +94,7 @@ class BodyLimitMiddleware:
             await self._reject(send, 400, "bad_request", "invalid Content-Length header")
             return
         if declared is not None and int(declared) > self.limits.max_bytes:
-            # A client waiting for 100 Continue has sent nothing yet: answer at once.
-            if not awaits_continue(scope):
-                await discard_body(receive, self.limits, int(declared))
+            await discard_unread_body(scope, receive, self.limits, int(declared))
             await self._reject(send, 413, "too_large", self._too_large())
             return
         body = _BodyReader(receive, self.limits)

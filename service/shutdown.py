@@ -16,7 +16,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import send_error
-from service.limits import BodyLimits, awaits_continue, discard_body
+from service.limits import BodyLimits, discard_unread_body
 
 log = logging.getLogger("service")
 
@@ -69,8 +69,7 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         if self.drain.draining:
-            if not awaits_continue(scope):
-                await discard_body(receive, self.limits)  # so that a client still sending can read the 503
+            await discard_unread_body(scope, receive, self.limits)  # so that a client still sending can read the 503
             await self._unavailable(send, "the server is shutting down: retry on another instance")
             return
         self.drain.in_flight += 1
