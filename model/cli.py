@@ -16,7 +16,7 @@ from model.config import LESIONS
 from model.devices import resolve_device
 from model.dicom import is_dicom, read_dicom, to_bytes
 from model.dicom_seg import SEG_TYPES, segmentation
-from model.imageio import ImageDecodeError, decode_image
+from model.imageio import ImageDecodeError, decode_image, read_bytes
 from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
 from model.rendering import LesionStats, encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
@@ -76,10 +76,7 @@ def probability(text: str) -> float:
 
 def read_input(path: Path, dicom_seg: str | None) -> tuple[np.ndarray, Dataset | None]:
     """RGB pixels, and the parsed DICOM file for a DICOM input."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    data = read_bytes(path)
     if is_dicom(data):
         photo = read_dicom(data)
         return photo.pixels, photo.dataset

@@ -61,11 +61,14 @@ def decode_image(data: bytes) -> np.ndarray:
     return to_rgb8(decode_raw(data))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8."""
-    path = Path(path)
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes; an unreadable file is an ``ImageDecodeError`` that names it."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return decode_image(data)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8."""
+    return decode_image(read_bytes(path))
