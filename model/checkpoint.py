@@ -130,13 +130,18 @@ def model_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def update_metadata(path: str | Path, out: str | Path | None = None, drop: tuple[str, ...] = (), **changes) -> Path:
+def update_metadata(
+    path: str | Path, out: str | Path | None = None, drop: tuple[str, ...] = (), half: bool = False, **changes
+) -> Path:
     """Rewrite a checkpoint (to ``out``, default in place) with some metadata keys replaced or dropped;
-    weights as stored."""
+    weights as stored, or with ``half`` their floating-point tensors in float16."""
     path = Path(path)
     meta = {k: v for k, v in read_metadata(path).items() if k not in drop} | changes
+    tensors = _read_tensors(path)
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     target = Path(out) if out is not None else path
-    _write_checkpoint(target, _read_tensors(path), meta)
+    _write_checkpoint(target, tensors, meta)
     return target
 
 

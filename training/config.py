@@ -32,6 +32,7 @@ DEFAULTS: dict = {
         "images": None,  # None: every image of the split; or a list of names (hold-out included)
         "holdout": "default",  # 'default' (every 5th image), a list of names, or [] for none
         "cache_dir": ".cache/idrid",
+        "packed": None,  # a pack from redseg-pack-data to train from instead of root (a host without IDRiD)
         "lesion_share": 0.5,
         "workers": 0,
     },

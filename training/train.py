@@ -55,6 +55,7 @@ from training.engine import (
     validate,
 )
 from training.idrid import DEFAULT_ROOT, list_samples, split_holdout
+from training.pack import read_pack
 from training.losses import DeepSupervision, build_loss
 from training.plots import plot_curves
 
@@ -95,6 +96,7 @@ def pick_device(name: str, local_rank: int) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # crops and validation tiles keep their shapes: pick the fastest kernels once
     return device
 
 
@@ -222,15 +224,17 @@ def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -
 
 def load_data(data: dict, model_config: RedSegConfig, show: bool) -> tuple[list, list]:
     """The cached working-scale training and hold-out images of the config's ``data`` section."""
-    root = Path(data["root"]) if data["root"] else DEFAULT_ROOT
-    samples = list_samples(root, data["split"])
+    source = data["packed"] or (Path(data["root"]) if data["root"] else DEFAULT_ROOT)
+    samples = read_pack(data["packed"], model_config) if data["packed"] else list_samples(source, data["split"])
     if data["images"] is not None:
         wanted = set(data["images"])
         unknown = wanted - {s.name for s in samples}
         if unknown:
-            raise SystemExit(f"redseg-train: data.images names not in {root}: {sorted(unknown)}")
+            raise SystemExit(f"redseg-train: data.images names not in {source}: {sorted(unknown)}")
         samples = [s for s in samples if s.name in wanted]
     train_samples, holdout_samples = split_holdout(samples, data["holdout"])
+    if data["packed"]:
+        return train_samples, holdout_samples
     cache = WorkingScaleCache(model_config, data["cache_dir"])
     return cache.get_all(train_samples, progress=show), cache.get_all(holdout_samples, progress=show)
 
