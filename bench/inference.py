@@ -171,8 +171,8 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"| variant | median wall s | wall s, each run | median CPU s | {memory} MB |")
     print("|---|---:|---|---:|---:|")
     for name in variants:
-        runs = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"| {name} | {medians[name]:.2f} | {runs} | {cpu_medians[name]:.2f} | {peaks[name] / 2**20:.0f} |")
+        runs = ", ".join(f"{t:.3f}" for t in times[name])
+        print(f"| {name} | {medians[name]:.3f} | {runs} | {cpu_medians[name]:.3f} | {peaks[name] / 2**20:.0f} |")
     print()
     print(f"wall: (b)/(a') = {b / a_fast:.3f} (target <= 1.15), (b)/(c) = {b / c:.3f} (target <= 1.0), "
           f"(b)/(a) = {b / a:.3f} (target <= 0.40)")
