@@ -11,7 +11,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
-from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from model.checkpoint import DEFAULT_CHECKPOINT, GPU_CHECKPOINT, Checkpoint, CheckpointError, bundled_checkpoint, load_checkpoint
 from model.config import LESIONS
 from model.devices import resolve_device
 from model.dicom import is_dicom, read_dicom, to_bytes
@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF, BMP or DICOM files")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH", help=f"default: {DEFAULT_CHECKPOINT}"
+        "--checkpoint", type=Path, metavar="PATH",
+        help=f"default: the bundled model, {DEFAULT_CHECKPOINT.name} on the CPU, {GPU_CHECKPOINT.name} on a GPU"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision,
                                 tta=args.tta)
-        checkpoint = load_checkpoint(args.checkpoint, device)
+        checkpoint = load_checkpoint(args.checkpoint or bundled_checkpoint(device.type == "cuda"), device)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:
         error(str(exc))

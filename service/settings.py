@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.checkpoint import DEFAULT_CHECKPOINT
+from model.checkpoint import bundled_checkpoint
 from model.inference import TileSettings
 from service import DEFAULT_MAX_PIXELS
 
@@ -17,7 +17,10 @@ from service import DEFAULT_MAX_PIXELS
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDSEG_", frozen=True)
 
-    checkpoint: Path = Field(DEFAULT_CHECKPOINT, description="The model checkpoint (.safetensors) to serve.")
+    checkpoint: Path | None = Field(
+        None, description="The model checkpoint (.safetensors) to serve. Default: the bundled full-width model "
+        "(checkpoints/redseg-gpu.safetensors) when the service runs on GPUs, the bundled CPU model "
+        "(checkpoints/redseg-default.safetensors) on the CPU.")
     device: str = Field(
         "auto",
         description="auto (every CUDA GPU, else the CPU), cpu, cuda (every GPU) or cuda:N. One worker per device.",
@@ -83,6 +86,12 @@ class Settings(BaseSettings):
             precision=self.precision,
             tta=self.tta,
         )
+
+    def checkpoint_path(self, devices: list[str]) -> Path:
+        """The checkpoint to serve on ``devices``: the one set, else the bundled model for that kind of device."""
+        if self.checkpoint is not None:
+            return self.checkpoint
+        return bundled_checkpoint(any(device.startswith("cuda") for device in devices))
 
     def devices(self) -> list[str]:
         """The devices to run one inference worker on each."""

@@ -5,7 +5,15 @@ import torch
 from safetensors.torch import save_file
 
 from model import CheckpointError, RedSeg, load_checkpoint, save_checkpoint
-from model.checkpoint import FORMAT, METADATA_KEY, read_metadata
+from model.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    FORMAT,
+    GPU_CHECKPOINT,
+    METADATA_KEY,
+    bundled_checkpoint,
+    read_metadata,
+    update_metadata,
+)
 
 from .conftest import tiny_model
 
@@ -68,6 +76,22 @@ def test_half_precision_save(tmp_path):
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_a_float32_checkpoint_rewritten_in_half_precision_keeps_its_metadata(saved, tmp_path):
+    _, path = saved
+    half = update_metadata(path, out=tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    assert read_metadata(half) == read_metadata(path)
+    full, halved = load_checkpoint(path).model.state_dict(), load_checkpoint(half).model.state_dict()
+    for name, value in full.items():
+        torch.testing.assert_close(halved[name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_the_bundled_model_for_a_gpu_is_the_full_width_one():
+    assert bundled_checkpoint(on_gpu=False) == DEFAULT_CHECKPOINT
+    assert bundled_checkpoint(on_gpu=True) == GPU_CHECKPOINT
+    assert load_checkpoint(GPU_CHECKPOINT).config.width == 1.0 > load_checkpoint(DEFAULT_CHECKPOINT).config.width
 
 
 def test_missing_file(tmp_path):
