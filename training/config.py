@@ -46,7 +46,8 @@ DEFAULTS: dict = {
         "fov_diameter": "idrid",  # IDRiD's fundus disc at working_long_side (model.fov); null: scale by the long side
         "fov_margin": _NETWORK.fov_margin,
     },
-    "init": None,  # None/'none': random; a path to torchvision VGG16(-BN) weights; 'torchvision' (needs internet)
+    "init": None,  # None/'none': random; torchvision VGG16(-BN) weights (a path, or 'torchvision': needs internet);
+    # or a RedSeg checkpoint (.safetensors) of the same model config, to fine-tune
     "deep_supervision": {"side_weights": 1.0, "fused_weight": 1.0, "lesion_weights": {"MA": 1.0, "HE": 1.0}},
     "validation": {  # tiled as redseg-segment and the service tile (TileSettings' defaults)
         "tile_size": _TILES.tile_size,

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from model.atomic import atomic_write
+from model.checkpoint import load_checkpoint
 from model.config import LESIONS, RedSegConfig
 from model.imagenet import load_imagenet_encoder
 from model.inference import TileSettings, predict_working_scale
@@ -21,8 +22,17 @@ from training.metrics import PRAccumulator
 
 
 def build_model(model_config: dict, init: str | None) -> RedSeg:
+    """The network of ``model_config``: random, its encoder from ImageNet weights, or (a ``.safetensors``
+    RedSeg checkpoint of the same config) every weight from that checkpoint, to fine-tune it."""
     model = RedSeg(RedSegConfig.from_dict(model_config))
-    if init not in (None, "", "none"):
+    if init in (None, "", "none"):
+        return model
+    if str(init).endswith(".safetensors"):
+        source = load_checkpoint(init).model
+        if source.config != model.config:
+            raise ValueError(f"init checkpoint {init} is a {source.config}, the config asks for a {model.config}")
+        model.load_state_dict(source.state_dict())
+    else:
         load_imagenet_encoder(model, None if init == "torchvision" else init)
     return model
 

@@ -33,7 +33,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.cli_help import plain_help
 from model.config import LESIONS, RedSegConfig
 from model.devices import resolve_device
@@ -180,7 +180,11 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
     train_items, holdout_items = load_data(config["data"], RedSegConfig.from_dict(config["model"]), show)
     tiles = validation_tiles(config)
     ctx = Run(config, out, device, rank, world_size, show, train_items, holdout_items, tiles, git_commit())
-    model = to_channels_last(build_model(config["model"], config["init"] if resume is None else None).to(device))
+    try:
+        network = build_model(config["model"], config["init"] if resume is None else None)
+    except (ValueError, CheckpointError) as exc:
+        raise SystemExit(f"redseg-train: {exc}") from None
+    model = to_channels_last(network.to(device))
     position = Position()
     if resume is not None:
         position = restore(model, resume, ctx, args.config)

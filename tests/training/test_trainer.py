@@ -140,3 +140,23 @@ def test_model_scale_defaults_to_idrids_disc_and_can_be_turned_off():
     assert resolve({"model": {"working_long_side": 720}, "stages": stages})["model"]["fov_diameter"] == idrid_fov_diameter(720)
     assert resolve({"model": {"fov_diameter": None}, "stages": stages})["model"]["fov_diameter"] is None
     assert resolve({"model": {"fov_diameter": 900.0}, "stages": stages})["model"]["fov_diameter"] == 900.0
+
+
+def test_a_run_can_start_from_a_checkpoint_of_the_same_network(tmp_path):
+    first = tmp_path / "first"
+    assert main(["--config", str(_config(tmp_path)), "--out", str(first), "--no-progress"]) == 0
+    config = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
+    config["init"] = str(first / "best.safetensors")
+    config["stages"] = [{"name": "tune", "loss": "fnfp", "iterations": 1, "batch_size": 2, "crop_size": 32,
+                         "optimizer": {"name": "sgd", "lr": 0.0, "momentum": 0.0}}]
+    tuned = tmp_path / "tune.yaml"
+    tuned.write_text(yaml.safe_dump(config))
+    assert main(["--config", str(tuned), "--out", str(tmp_path / "second"), "--no-progress"]) == 0
+    expected = load_checkpoint(first / "best.safetensors").model.state_dict()
+    for name, value in _weights(tmp_path / "second").items():
+        if value.is_floating_point() and "running" not in name:  # batch-norm statistics move in train mode
+            torch.testing.assert_close(value, expected[name], msg=name)
+    config["model"]["width"] = 0.125
+    tuned.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="init checkpoint"):
+        main(["--config", str(tuned), "--out", str(tmp_path / "third"), "--no-progress"])
