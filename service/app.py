@@ -60,7 +60,7 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
         raise StartupError(message) from None
     pool = WorkerPool(
         checkpoints,
-        settings.tiles,
+        settings.tiles_for(devices),
         metrics,
         queue_size=settings.queue_size,
         timeout_s=settings.request_timeout_s,

@@ -116,8 +116,10 @@ def test_the_version_is_the_projects(checkpoint: Path, monkeypatch: pytest.Monke
 
 
 def test_tta_is_a_service_setting(monkeypatch):
+    monkeypatch.delenv("REDSEG_TTA", raising=False)
+    assert Settings().tiles_for(["cpu"]).tta == "none" and Settings().tiles_for(["cuda:0"]).tta == "hflip"
     monkeypatch.setenv("REDSEG_TTA", "flips")
-    assert Settings().tiles.tta == "flips"
+    assert Settings().tiles.tta == "flips" and Settings().tiles_for(["cpu"]).tta == "flips"
     monkeypatch.setenv("REDSEG_TTA", "mirror")
     with pytest.raises(ValidationError):
         Settings()
