@@ -109,6 +109,8 @@ class FovMapping:
         """Working-scale maps (C, h, w) as float32 (C, H, W) on the photograph's pixels, 0 outside the box."""
         if maps.shape[1:] == self.box_shape == (self.height, self.width):
             return np.ascontiguousarray(maps.float().cpu().numpy())
+        if maps.device.type == "cpu" and self.scale is not None:
+            return self._warp_back(maps.float().numpy())
         boxed = self._resize_back(maps)
         if boxed.shape[1:] == (self.height, self.width) and (self.top, self.left) == (0, 0):
             return boxed
@@ -118,7 +120,7 @@ class FovMapping:
         return full
 
     def _resize_back(self, maps: torch.Tensor) -> np.ndarray:
-        """Maps resized to the box: to its exact shape, or at exactly 1 / ``scale`` (a pixel more or less)."""
+        """Maps resized to the box: to its exact shape, or on a GPU at exactly 1 / ``scale`` (a pixel more or less)."""
         maps = maps.float()
         if maps.device.type == "cuda":
             if self.scale is None:
@@ -127,15 +129,21 @@ class FovMapping:
                 resized = F.interpolate(maps[None], scale_factor=1 / self.scale, mode="bilinear", align_corners=False,
                                         recompute_scale_factor=False)
             return resized[0].clamp_(0, 1).cpu().numpy()
-        small = np.ascontiguousarray(maps.numpy())
-        if self.scale is None:
-            boxed = np.empty((len(small), *self.box_shape), dtype=np.float32)
-            for channel, small_map in enumerate(small):
-                cv2.resize(small_map, self.box_shape[::-1], dst=boxed[channel], interpolation=cv2.INTER_LINEAR)
-        else:
-            factor = 1 / self.scale
-            boxed = np.stack([cv2.resize(m, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR) for m in small])
-        return np.clip(boxed, 0, 1, out=boxed)
+        boxed = np.empty((len(maps), *self.box_shape), dtype=np.float32)
+        for channel, small_map in enumerate(np.ascontiguousarray(maps.numpy())):
+            cv2.resize(small_map, self.box_shape[::-1], dst=boxed[channel], interpolation=cv2.INTER_LINEAR)
+        return boxed  # bilinear: probabilities stay within 0..1
+
+    def _warp_back(self, small: np.ndarray) -> np.ndarray:
+        """Working-scale maps straight onto the photograph's pixels at exactly 1 / ``scale``, 0 outside the box:
+        one bilinear pass per map, with no intermediate box-sized array to allocate, copy and clip."""
+        s = self.scale
+        inverse = np.array([[s, 0.0, (0.5 - self.left) * s - 0.5], [0.0, s, (0.5 - self.top) * s - 0.5]])
+        full = np.empty((len(small), self.height, self.width), dtype=np.float32)
+        for channel, small_map in enumerate(small):
+            cv2.warpAffine(np.ascontiguousarray(small_map), inverse, (self.width, self.height), dst=full[channel],
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return full
 
     def _overlap(self, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         """Per axis: (start, end) in a box of ``shape`` at (top, left) and in the photograph, of their common part."""
