@@ -71,6 +71,7 @@ STAGE_DEFAULTS: dict = {
     "crop_size": 320,
     "val_every": 100,
     "init_from": "last",  # the previous stage's 'last' weights, or its 'best' hold-out checkpoint
+    "freeze_batch_norm": False,  # batch norm keeps its running statistics (fine-tuning a trained network)
 }
 
 LOSSES = ("balanced_bce", "topk", "fnfp")

@@ -88,13 +88,20 @@ def train_step(
     device: torch.device,
     precision: str = "auto",
     channels_last: bool = True,
+    freeze_batch_norm: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """One forward, backward and optimiser step on a batch; returns the loss and its parts.
 
     The forward runs under ``precision``'s autocast (bf16 on the fast path) on fp32 master weights;
-    the losses cast the logits to fp32 before they are computed.
+    the losses cast the logits to fp32 before they are computed. With ``freeze_batch_norm`` the
+    batch-norm layers normalise with their running statistics and leave them as they are (their
+    scale and shift still learn), as when fine-tuning a trained network.
     """
     model.train()
+    if freeze_batch_norm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     images = images.to(device, non_blocking=True)
     masks = masks.to(device, non_blocking=True)
     inputs = unwrap(model).normalize(images)

@@ -280,7 +280,7 @@ def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_a
     window = LossWindow()
     for images, masks in stage_loader(ctx, stage, position):
         loss, parts = train_step(net, criterion, optimizer, images, masks, position.step, ctx.device,
-                                 ctx.config["precision"])
+                                 ctx.config["precision"], freeze_batch_norm=bool(stage["freeze_batch_norm"]))
         scheduler.step()
         position.step += 1
         position.global_step += 1
