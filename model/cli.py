@@ -21,7 +21,7 @@ from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
 from model.rendering import LesionStats, encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
 from model.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
-from model.tta import TTA_MODES
+from model.tta import TTA_MODES, resolve_tta
 
 PROG = "redseg-segment"
 EXIT_IMAGE_FAILED = 1
@@ -63,8 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write <stem>_seg.dcm, a DICOM Segmentation of each DICOM input: binary masks or fractional "
         "probabilities (a non-DICOM input is then an error)",
     )
-    parser.add_argument("--tta", choices=sorted(TTA_MODES), default="none",
-                        help="test-time augmentation: average the maps over flipped/rotated views (default none)")
+    parser.add_argument("--tta", choices=["auto", *sorted(TTA_MODES)], default="auto",
+                        help="test-time augmentation: average the maps over flipped/rotated views (default auto: "
+                        "hflip on a GPU, none on the CPU)")
     return parser.parse_args(argv)
 
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision,
-                                tta=args.tta)
+                                tta=resolve_tta(args.tta, device.type == "cuda"))
         checkpoint = load_checkpoint(args.checkpoint or bundled_checkpoint(device.type == "cuda"), device)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:

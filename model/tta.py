@@ -16,6 +16,14 @@ TTA_MODES: dict[str, tuple[tuple[int, bool], ...]] = {
 horizontal and the vertical flip and both (a half turn); ``dihedral`` adds the quarter turns."""
 
 
+def resolve_tta(mode: str, on_gpu: bool) -> str:
+    """``auto`` as the device's default: ``hflip`` on a GPU (a few ms more; it raised both bundled models'
+    hold-out AP for both lesions), ``none`` on a CPU (each view costs one more pass); other modes as given."""
+    if mode != "auto":
+        return check_tta(mode)
+    return "hflip" if on_gpu else "none"
+
+
 def check_tta(mode: str) -> str:
     if mode not in TTA_MODES:
         raise ValueError(f"tta must be one of {sorted(TTA_MODES)}, got {mode!r}")

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.checkpoint import bundled_checkpoint
 from model.inference import TileSettings
+from model.tta import resolve_tta
 from service import DEFAULT_MAX_PIXELS
 
 
@@ -86,14 +87,12 @@ class Settings(BaseSettings):
             batch_size=self.tile_batch_size,
             fov_mask=self.fov_mask,
             precision=self.precision,
-            tta="none" if self.tta == "auto" else self.tta,
+            tta=resolve_tta(self.tta, on_gpu=False),
         )
 
     def tiles_for(self, devices: list[str]) -> TileSettings:
         """The tile settings on ``devices``, with ``auto`` test-time augmentation resolved for them."""
-        if self.tta != "auto":
-            return self.tiles
-        return replace(self.tiles, tta="hflip" if any(device.startswith("cuda") for device in devices) else "none")
+        return replace(self.tiles, tta=resolve_tta(self.tta, any(device.startswith("cuda") for device in devices)))
 
     def checkpoint_path(self, devices: list[str]) -> Path:
         """The checkpoint to serve on ``devices``: the one set, else the bundled model for that kind of device."""

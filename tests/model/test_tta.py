@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from model.inference import TileSettings, predict_probabilities, tile_count
-from model.tta import TTA_MODES, augmented
+from model.tta import TTA_MODES, augmented, resolve_tta
 
 from .conftest import fundus_like, tiny_model
 
@@ -43,3 +43,10 @@ def test_predictions_with_tta_keep_shape_and_range():
     maps = predict_probabilities(tiny_model(), image, TileSettings(tile_size=256, tta="dihedral"))
     assert maps.shape == (2, 150, 230) and maps.dtype == np.float32
     assert 0 <= maps.min() and maps.max() <= 1
+
+
+def test_auto_is_hflip_on_a_gpu_and_none_on_the_cpu():
+    assert resolve_tta("auto", on_gpu=True) == "hflip" and resolve_tta("auto", on_gpu=False) == "none"
+    assert resolve_tta("flips", on_gpu=False) == "flips"
+    with pytest.raises(ValueError, match="tta"):
+        resolve_tta("mirror", on_gpu=True)
