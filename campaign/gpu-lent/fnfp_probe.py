@@ -23,11 +23,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from model.checkpoint import update_metadata  # noqa: E402
+from plan import export_half_parts  # noqa: E402  (plan.py puts the project on the path)
 
-PART_BYTES = 15 * 2**20
 VARIANTS = {
     # Adam normalises the step per weight, so even the tiny FN+FP gradients of easy pixels move it: low rates.
     "adam-1e-6": {"optimizer": {"name": "adam", "lr": 1.0e-6}},
@@ -67,14 +66,6 @@ def run_variant(name: str, config: dict, work: Path, export: Path, timeout_s: fl
     return max(scores) if scores else None
 
 
-def export_parts(checkpoint: Path, export: Path) -> None:
-    half = update_metadata(checkpoint, out=export / "fnfp16.safetensors", half=True)
-    data = half.read_bytes()
-    for index in range(math.ceil(len(data) / PART_BYTES)):
-        (export / f"fnfp16.safetensors.part{index}").write_bytes(data[index * PART_BYTES:(index + 1) * PART_BYTES])
-    half.unlink()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init", required=True)
@@ -102,7 +93,7 @@ def main() -> None:
     scored = {k: v for k, v in results.items() if v is not None}
     if scored and max(scored.values()) > args.start_ap:
         winner = max(scored, key=scored.get)
-        export_parts(args.work / winner / "best.safetensors", args.export)
+        export_half_parts(args.work / winner / "best.safetensors", args.export, "fnfp16")
         print(f"fnfp_probe: exported {winner}", flush=True)
 
 

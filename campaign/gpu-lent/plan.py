@@ -110,6 +110,17 @@ def budgeted(config: dict, measured: dict, seconds: float) -> dict:
     return scaled
 
 
+def export_half_parts(checkpoint: Path, out: Path, stem: str) -> int:
+    """``checkpoint`` in float16 as ``<stem>.safetensors.part0`` ... in ``out`` (``cat`` joins them); the part count."""
+    half = update_metadata(checkpoint, out=out / f"{stem}.safetensors", half=True)
+    data = half.read_bytes()
+    half.unlink()
+    count = math.ceil(len(data) / PART_BYTES)
+    for index in range(count):
+        (out / f"{stem}.safetensors.part{index}").write_bytes(data[index * PART_BYTES:(index + 1) * PART_BYTES])
+    return count
+
+
 def export(run: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in ("log.jsonl", "config.yaml", "curves.png"):
@@ -119,12 +130,8 @@ def export(run: Path, out: Path) -> None:
     if not best.is_file():
         print("plan: no best checkpoint to export", flush=True)
         return
-    half = update_metadata(best, out=out / "best16.safetensors", half=True)
-    data = half.read_bytes()
-    for index in range(math.ceil(len(data) / PART_BYTES)):
-        (out / f"best16.safetensors.part{index}").write_bytes(data[index * PART_BYTES:(index + 1) * PART_BYTES])
-    half.unlink()
-    print(f"plan: best checkpoint, {len(data) / 2**20:.1f} MiB in float16, in {index + 1} parts", flush=True)
+    parts = export_half_parts(best, out, "best16")
+    print(f"plan: best checkpoint in float16, in {parts} parts", flush=True)
 
 
 def main() -> None:
