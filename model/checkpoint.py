@@ -25,10 +25,12 @@ FORMAT = "redseg-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "redseg"
 SCREENING_KEY = "screening"
-CALIBRATION_KEY = "calibration"
 """Metadata entry holding the fitted referral score; optional, so older checkpoints still load."""
+CALIBRATION_KEY = "calibration"
+"""Metadata entry holding the probability calibration; optional, likewise."""
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "redseg-default.safetensors"
+"""The bundled CPU model, loaded when no other checkpoint is named and no GPU is in use."""
 GPU_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("redseg-gpu.safetensors")
 """The bundled full-width model: more accurate, for GPU hosts (about 3 s a photograph on two CPU cores)."""
 
@@ -36,7 +38,6 @@ GPU_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("redseg-gpu.safetensors")
 def bundled_checkpoint(on_gpu: bool) -> Path:
     """The bundled model for a device: the full-width one on a GPU (where it is installed), else the CPU one."""
     return GPU_CHECKPOINT if on_gpu and GPU_CHECKPOINT.is_file() else DEFAULT_CHECKPOINT
-"""The bundled model, loaded when no other checkpoint is named."""
 
 
 class CheckpointError(ValueError):
