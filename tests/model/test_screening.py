@@ -7,7 +7,7 @@ import pytest
 from model import load_checkpoint, save_checkpoint
 from model.checkpoint import model_digest, write_screening
 from model.referral import DISCLAIMER, ReferralScore, ReferralScoreError
-from model.screening import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, region_stats
+from model.screening import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features
 from model.summary import NO_SCORE, csv_row, one_line, summarise
 
 from .conftest import fundus_like, tiny_model
@@ -30,15 +30,6 @@ def test_microaneurysms_are_small_round_regions_and_haemorrhages_every_region():
     assert ma.area_pixels == small.area_pixels
     assert he.area_pixels == binary.sum() and he.area_fraction_fov == pytest.approx(binary.sum() / FOV_PIXELS)
     assert count_lesions(np.zeros((5, 5), bool), "MA", FOV_PIXELS).count == 0
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_region_stats_are_opencvs_for_every_region(seed):
-    rng = np.random.default_rng(seed)
-    mask = rng.random((60 + 17 * seed, 90)) > 0.6 + 0.08 * seed
-    expected = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)[2][1:]
-    assert sorted(map(tuple, region_stats(mask).tolist())) == sorted(map(tuple, expected.tolist()))
-    assert region_stats(np.zeros((5, 5), bool)).shape == (0, 5)
 
 
 def test_gradable_fraction_drops_with_a_dark_half():
