@@ -43,7 +43,7 @@ from training.cache import WorkingScaleCache  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.dataset import AugmentConfig, IterationBatchSampler, PatchDataset  # noqa: E402
 from training.engine import build_model, build_optimizer, build_scheduler, train_step  # noqa: E402
-from training.idrid import DEFAULT_ROOT, list_samples, split_holdout  # noqa: E402
+from training.idrid import data_root, list_samples, split_holdout  # noqa: E402
 from training.losses import DeepSupervision, build_loss  # noqa: E402
 
 
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     stage = config["stages"][args.stage]
     device = resolve_device(args.device)
     data = config["data"]
-    root = Path(data["root"]) if data["root"] else DEFAULT_ROOT
+    root = data_root(data["root"])
     train_samples, _ = split_holdout(list_samples(root, data["split"]), data["holdout"])
     cache = WorkingScaleCache(RedSegConfig.from_dict(config["model"]), ROOT / data["cache_dir"])
     items = cache.get_all(train_samples[: args.images])

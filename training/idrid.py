@@ -28,6 +28,11 @@ class DatasetLayoutError(FileNotFoundError):
     pass
 
 
+def data_root(root: str | Path | None) -> Path:
+    """A run config's ``data.root``, or the IDRiD folder beside the project when it names none."""
+    return Path(root) if root else DEFAULT_ROOT
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str

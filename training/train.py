@@ -54,8 +54,8 @@ from training.engine import (
     unwrap,
     validate,
 )
-from training.idrid import DEFAULT_ROOT, list_samples, split_holdout
-from training.pack import read_pack
+from training.idrid import data_root, list_samples, split_holdout
+from training.pack import PackError, read_pack
 from training.losses import DeepSupervision, build_loss
 from training.plots import plot_curves
 
@@ -227,9 +227,17 @@ def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -
 
 
 def load_data(data: dict, model_config: RedSegConfig, show: bool) -> tuple[list, list]:
-    """The cached working-scale training and hold-out images of the config's ``data`` section."""
-    source = data["packed"] or (Path(data["root"]) if data["root"] else DEFAULT_ROOT)
-    samples = read_pack(data["packed"], model_config) if data["packed"] else list_samples(source, data["split"])
+    """The working-scale training and hold-out images of the config's ``data`` section: from its pack, or
+    from the IDRiD folder through the cache."""
+    if data["packed"]:
+        source = data["packed"]
+        try:
+            samples = read_pack(source, model_config)
+        except PackError as exc:
+            raise SystemExit(f"redseg-train: {exc}") from None
+    else:
+        source = data_root(data["root"])
+        samples = list_samples(source, data["split"])
     if data["images"] is not None:
         wanted = set(data["images"])
         unknown = wanted - {s.name for s in samples}

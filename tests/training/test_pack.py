@@ -61,3 +61,13 @@ def test_the_trainer_runs_from_a_pack_without_the_idrid_folder(tmp_path):
     assert train_main(["--config", str(packed_config), "--out", str(run), "--no-progress"]) == 0
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records].count("val") == 1 and (run / "best.safetensors").is_file()
+
+
+def test_a_missing_pack_is_a_clear_error(tmp_path):
+    config_path = _config(tmp_path)
+    config = yaml.safe_load(config_path.read_text())
+    config["data"] = {"packed": str(tmp_path / "absent.npz")}
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="packed data not found"):
+        train_main(["--config", str(missing), "--out", str(tmp_path / "run"), "--no-progress"])
