@@ -15,17 +15,15 @@ import copy
 import json
 import math
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plan import export_half_parts  # noqa: E402  (plan.py puts the project on the path)
+from plan import export_half_parts, train  # noqa: E402  (plan.py puts the project on the path)
 
 VARIANTS = {
     # Adam normalises the step per weight, so even the tiny FN+FP gradients of easy pixels move it: low rates.
@@ -35,6 +33,7 @@ VARIANTS = {
     # sum runs over 8 outputs of 8 crops of 512x512 pixels (a dry run on 2 crops of 96 broke at 1e-6).
     "sgd-sum-1e-9": {"optimizer": {"name": "sgd", "lr": 1.0e-9, "momentum": 0.9}, "loss_options": {"reduction": "sum"}},
 }
+
 
 def variant_config(base: dict, init: str, variant: dict, args: argparse.Namespace) -> dict:
     config = copy.deepcopy(base)
@@ -49,16 +48,8 @@ def variant_config(base: dict, init: str, variant: dict, args: argparse.Namespac
 
 def run_variant(name: str, config: dict, work: Path, export: Path, timeout_s: float) -> float | None:
     """Train one variant; returns its best hold-out mean AP (None if it logged no validation)."""
-    out = work / name
-    out.mkdir(parents=True, exist_ok=True)
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "training.train", "--config", str(path), "--out", str(out), "--no-progress"]
-    try:
-        subprocess.run(command, cwd=ROOT, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        print(f"fnfp_probe: {name} stopped at its {timeout_s:.0f} s limit", flush=True)
-    log = out / "log.jsonl"
+    train(config, work / name, timeout_s)
+    log = work / name / "log.jsonl"
     if not log.is_file():
         return None
     shutil.copy(log, export / f"{name}.jsonl")

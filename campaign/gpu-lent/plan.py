@@ -2,8 +2,8 @@
 
     python campaign/gpu-lent/plan.py --budget-s 330 --out /tmp/gpu/run --export $OUT [--pack .pack/idrid-working.npz]
 
-1. Looks for torchvision's VGG16 ImageNet weights on the host (torch hub's cache, then a few usual
-   folders): found, it trains configs/gpu-imagenet.yaml from them; not found, configs/gpu-scratch.yaml.
+1. Takes torchvision's VGG16 ImageNet weights from ``--weights`` or torch hub's cache: found, it trains
+   configs/gpu-imagenet.yaml from them; not found, configs/gpu-scratch.yaml.
 2. Runs the config's first stage for a few dozen iterations to measure seconds per iteration, one
    validation and the start-up.
 3. Scales every stage's length (keeping their shares) so that training, validations included, ends
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import glob
 import json
 import math
 import os
@@ -26,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,24 +36,14 @@ from model.checkpoint import update_metadata  # noqa: E402
 PROBE_ITERATIONS = 60
 VALIDATIONS_PER_STAGE = 4
 PART_BYTES = 15 * 2**20
-WEIGHT_GLOBS = [
-    "~/.cache/torch/hub/checkpoints/vgg16*.pth",
-    "/root/.cache/torch/hub/checkpoints/vgg16*.pth",
-    "/opt/**/vgg16*.pth",
-    "/models/**/vgg16*.pth",
-    "/data/**/vgg16*.pth",
-    "/workspace/**/vgg16*.pth",
-]
 
 
 def find_imagenet_weights(given: str | None) -> Path | None:
+    """``given``, else torchvision's VGG16(-BN) file in torch hub's cache (run.sh searches the disk and passes it)."""
     if given:
         return Path(given)
-    for pattern in WEIGHT_GLOBS:
-        found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        if found:
-            return Path(found[0])
-    return None
+    found = sorted((Path(torch.hub.get_dir()) / "checkpoints").glob("vgg16*.pth"))
+    return found[0] if found else None
 
 
 def base_config(weights: Path | None, pack: str, workers: int) -> dict:
