@@ -16,6 +16,10 @@ from model.tta import resolve_tta
 from service import DEFAULT_MAX_PIXELS
 
 
+def on_gpu(devices: list[str]) -> bool:
+    return any(device.startswith("cuda") for device in devices)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDSEG_", frozen=True)
 
@@ -92,13 +96,13 @@ class Settings(BaseSettings):
 
     def tiles_for(self, devices: list[str]) -> TileSettings:
         """The tile settings on ``devices``, with ``auto`` test-time augmentation resolved for them."""
-        return replace(self.tiles, tta=resolve_tta(self.tta, any(device.startswith("cuda") for device in devices)))
+        return replace(self.tiles, tta=resolve_tta(self.tta, on_gpu(devices)))
 
     def checkpoint_path(self, devices: list[str]) -> Path:
         """The checkpoint to serve on ``devices``: the one set, else the bundled model for that kind of device."""
         if self.checkpoint is not None:
             return self.checkpoint
-        return bundled_checkpoint(any(device.startswith("cuda") for device in devices))
+        return bundled_checkpoint(on_gpu(devices))
 
     def devices(self) -> list[str]:
         """The devices to run one inference worker on each."""
