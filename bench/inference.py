@@ -4,7 +4,8 @@
 
 Measured in one run on the same model, tile settings and image, interleaved, medians reported:
 (a) the old reference: one whole-image forward at the working scale in fp32 with the NCHW layout;
-(a') the same forward on the fast path (channels_last, bf16 autocast where native; ``--precision``);
+(a') the same forward on the fast path (batch norm folded into the convs, channels_last, bf16
+autocast where native; ``--precision``);
 (b) ``predict_probabilities`` end to end on the fast path (resize, tiles, blending, FOV mask, resize
 back to full size); (c) MONAI's ``sliding_window_inference`` on the same working-scale tensor with
 the same tile size, overlap, batch and fast-path forward. Targets: (b)/(a') <= 1.15, (b)/(c) <= 1.0,
@@ -16,6 +17,7 @@ the same tile size, overlap, batch and fast-path forward. Targets: (b)/(a') <= 1
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import statistics
 import sys
@@ -33,15 +35,8 @@ from model.config import RedSegConfig  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
 from model.imageio import read_image  # noqa: E402
 from model.inference import TileSettings, predict_probabilities, working_mapping  # noqa: E402
-from model.network import RedSeg  # noqa: E402
+from model.network import RedSeg, fold_batch_norm  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
-
-
-def nchw_copy(model: RedSeg) -> RedSeg:
-    """The same weights in the plain NCHW layout: the fp32 reference path."""
-    copy = RedSeg(model.config).to(next(model.parameters()).device).eval()
-    copy.load_state_dict(model.state_dict())
-    return copy.to(memory_format=torch.contiguous_format)
 
 
 def working_scale_input(model: RedSeg, image) -> torch.Tensor:
@@ -52,13 +47,25 @@ def working_scale_input(model: RedSeg, image) -> torch.Tensor:
     return model.normalize(torch.from_numpy(small).to(device).permute(2, 0, 1)[None]).contiguous()
 
 
-def build_model(args: argparse.Namespace, device: torch.device) -> tuple[RedSeg, str]:
+def nchw_reference(checkpoint: Path, device: torch.device) -> RedSeg:
+    """The checkpoint's network as trained (batch norm unfolded) in the plain NCHW layout: the fp32 reference path."""
+    return load_checkpoint(checkpoint, device, fold=False).model.to(memory_format=torch.contiguous_format)
+
+
+def build_models(args: argparse.Namespace, device: torch.device) -> tuple[RedSeg, RedSeg, str]:
+    """The network as ``predict_probabilities`` runs it (batch norm folded, channels_last) and the old
+    reference: the same weights as trained (batch norm unfolded) in the plain NCHW layout."""
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.checkpoint or (DEFAULT_CHECKPOINT.is_file() and not args.random):
-        return load_checkpoint(checkpoint, device).model, f"checkpoint {checkpoint.name}"
-    torch.manual_seed(0)
-    model = to_channels_last(RedSeg(RedSegConfig(width=args.width)).to(device).eval())
-    return model, f"random init, width={args.width}"
+        reference = nchw_reference(checkpoint, device)
+        model = load_checkpoint(checkpoint, device).model
+        source = f"checkpoint {checkpoint.name}"
+    else:
+        torch.manual_seed(0)
+        reference = RedSeg(RedSegConfig(width=args.width)).to(device).eval()
+        model = to_channels_last(fold_batch_norm(copy.deepcopy(reference)))
+        source = f"random init, width={args.width}"
+    return model, reference, source
 
 
 def reset_peak() -> None:
@@ -99,14 +106,13 @@ def benchmark(args: argparse.Namespace) -> None:
     from monai.inferers import sliding_window_inference
 
     device = resolve_device(args.device)
-    model, source = build_model(args, device)
+    model, reference, source = build_models(args, device)
     settings = TileSettings(
         tile_size=args.tile_size or TileSettings.tile_size,
         min_overlap=args.min_overlap if args.min_overlap is not None else TileSettings.min_overlap,
         batch_size=args.batch_size or TileSettings.batch_size,
         precision=args.precision,
     )
-    reference = nchw_copy(model)
     image = read_image(args.image)
     height, width = image.shape[:2]
     working = working_scale_input(model, image)

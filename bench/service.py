@@ -9,7 +9,7 @@ In one run on the same image and model, interleaved, medians compared:
 (j) HTTP POST /segment with the default outputs and the JSON answer, on ``redseg-serve`` started
     here on loopback (the fast path, as served);
 (z) the same request with ``Accept: application/zip``;
-(p) for reference, the in-process pipeline the service runs (decode, inference, render).
+(p) for reference, the in-process pipeline the service runs (decode, inference, masks, render, summary).
 Targets: (j)/(a) <= 1.0 and (z)/(a) <= 1.0: the whole request costs no more than the network used to.
 Then throughput with ``--clients`` concurrent clients against the single client of (j)
 (target: >= 0.95 of the single-client rate, no request lost).
@@ -40,9 +40,11 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 
 from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, save_checkpoint  # noqa: E402
-from bench.inference import nchw_copy, working_scale_input  # noqa: E402
+from bench.inference import nchw_reference, working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
+from model.rendering import lesion_masks  # noqa: E402
+from model.summary import summarise  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -112,7 +114,7 @@ def main() -> None:
         try:
             print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}")
 
-            reference_model = nchw_copy(ckpt.model)
+            reference_model = nchw_reference(checkpoint_path, device)
             working = working_scale_input(ckpt.model, decode_upload(data, settings.max_pixels))
 
             def reference() -> float:
@@ -125,7 +127,9 @@ def main() -> None:
                 started = time.perf_counter()
                 image = decode_upload(data, settings.max_pixels)
                 probabilities = predict_probabilities(ckpt.model, image, settings.tiles, ckpt.calibration)
-                render(image, probabilities, ckpt.thresholds, outputs)
+                masks = lesion_masks(probabilities, ckpt.thresholds)
+                render(image, masks, ckpt.thresholds, outputs)
+                summarise(image, probabilities, ckpt, masks.regions)
                 return time.perf_counter() - started
 
             http = httpx.Client(base_url=url, timeout=600)

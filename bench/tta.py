@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.inference import nchw_copy, working_scale_input  # noqa: E402
+from bench.inference import nchw_reference, working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.imageio import read_image  # noqa: E402
 from model.inference import TileSettings, predict_probabilities  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.checkpoint)
     image = read_image(args.image)
-    reference = nchw_copy(checkpoint.model)
+    reference = nchw_reference(args.checkpoint, torch.device("cpu"))
     tensor = working_scale_input(checkpoint.model, image)
 
     def budget() -> None:

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from model.atomic import atomic_write
 from model.calibration import Calibration
 from model.config import LESIONS, RedSegConfig
-from model.network import RedSeg
+from model.network import RedSeg, fold_batch_norm
 from model.precision import to_channels_last
 
 FORMAT = "redseg-checkpoint"
@@ -181,8 +181,14 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the network from a checkpoint, in eval mode on ``device``, with float32 weights."""
+def load_checkpoint(
+    path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu", fold: bool = True
+) -> Checkpoint:
+    """Rebuild the network from a checkpoint, in eval mode on ``device``, with float32 weights.
+
+    With ``fold`` (for inference) its batch norm is folded into the convs (``fold_batch_norm``);
+    ``fold=False`` keeps the layers as trained, to train on from them.
+    """
     path = Path(path)
     meta = read_metadata(path)
     try:
@@ -192,6 +198,9 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         reference = model.state_dict()
         state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
+        model.eval()
+        if fold:
+            fold_batch_norm(model)
         calibration = Calibration.from_dict(meta[CALIBRATION_KEY]) if CALIBRATION_KEY in meta else None
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} does not hold a valid RedSeg network: {exc}") from exc

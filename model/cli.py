@@ -19,7 +19,7 @@ from model.dicom_seg import SEG_TYPES, segmentation
 from model.imageio import ImageDecodeError, decode_image, read_bytes
 from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
-from model.rendering import LesionStats, encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
+from model.rendering import LesionStats, encode_png, lesion_masks, overlay
 from model.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
 from model.tta import TTA_MODES, resolve_tta
 
@@ -99,17 +99,16 @@ def segment_one(
     return each lesion's statistics and the screening summary."""
     image, source = read_input(path, dicom_seg)
     probabilities = predict_probabilities(checkpoint.model, image, settings, checkpoint.calibration)
-    masks = {}
-    for channel, lesion in enumerate(LESIONS):
-        levels = probability_to_uint16(probabilities[channel])
-        masks[lesion] = mask_from_levels(levels, thresholds[lesion])
-        (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks[lesion]))
-        (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(levels))
-    (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks)))
+    masks = lesion_masks(probabilities, thresholds)
+    for lesion in LESIONS:
+        (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks.masks[lesion]))
+        (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(masks.levels[lesion]))
+    (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks.masks)))
     if dicom_seg:
         seg = segmentation(source, probabilities, thresholds, dicom_seg, checkpoint.name, checkpoint.version)
         (out / f"{path.stem}_seg.dcm").write_bytes(to_bytes(seg))
-    return {lesion: lesion_stats(mask) for lesion, mask in masks.items()}, summarise(image, probabilities, checkpoint)
+    op_regions = masks.regions if thresholds == checkpoint.thresholds else None
+    return masks.stats(), summarise(image, probabilities, checkpoint, op_regions)
 
 
 def summary(path: Path, out: Path, stats: dict[str, LesionStats], screening: ScreeningSummary) -> str:

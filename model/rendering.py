@@ -9,6 +9,7 @@ import numpy as np
 
 from model.config import LESIONS
 from model.png import grey_png
+from model.screening import region_stats
 
 LESION_COLOURS = {"MA": (255, 255, 0), "HE": (0, 255, 255)}
 """RGB colour of each lesion on overlays: MA yellow, HE cyan (both stand out on a red fundus)."""
@@ -72,11 +73,35 @@ def encode_png(array: np.ndarray, compression: int = 1) -> bytes:
     return buffer.tobytes()
 
 
-def lesion_stats(mask: np.ndarray) -> LesionStats:
-    """Area and connected regions (8-connectivity) of a mask's non-zero pixels."""
+def lesion_stats(mask: np.ndarray, regions: np.ndarray | None = None) -> LesionStats:
+    """Area and connected regions (8-connectivity) of a mask's non-zero pixels (``regions``: its
+    ``region_stats``, where made already)."""
     area = cv2.countNonZero(mask)
-    components = cv2.connectedComponents(mask, connectivity=8)[0] - 1 if area else 0
-    return LesionStats(area_pixels=area, area_fraction=area / mask.size, components=int(components))
+    components = len(region_stats(mask) if regions is None else regions)
+    return LesionStats(area_pixels=area, area_fraction=area / mask.size, components=components)
+
+
+@dataclass(frozen=True)
+class LesionMasks:
+    """Per lesion, the 16-bit map a caller saves, the mask thresholded on it and the mask's regions."""
+
+    levels: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    regions: dict[str, np.ndarray]
+    """``model.screening.region_stats`` of each mask: the regions the statistics and the summary count."""
+
+    def stats(self) -> dict[str, LesionStats]:
+        return {lesion: lesion_stats(mask, self.regions[lesion]) for lesion, mask in self.masks.items()}
+
+
+def lesion_masks(probabilities: np.ndarray, thresholds: dict[str, float]) -> LesionMasks:
+    """The 16-bit maps, masks and regions of probability maps (2, H, W) in ``LESIONS`` order.
+
+    The masks are taken from the 16-bit maps, so that thresholding a saved map gives the same mask.
+    """
+    levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(LESIONS)}
+    masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in LESIONS}
+    return LesionMasks(levels, masks, {lesion: region_stats(mask) for lesion, mask in masks.items()})
 
 
 def overlay(image: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:

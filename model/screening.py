@@ -60,25 +60,28 @@ class FieldOfView:
 def field_of_view(image: np.ndarray) -> FieldOfView:
     """The field of view's figures for an RGB uint8 photograph."""
     fov = fov_mask(image)
-    area = int(fov.sum())
+    area = int(np.count_nonzero(fov))
     return FieldOfView(area, area / fov.size, gradable_fraction(image))
 
 
 def gradable_fraction(image: np.ndarray) -> float:
     """Share of the field of view whose local brightness is neither too dark nor saturated."""
+    step = max(1, max(image.shape[:2]) // GRADABLE_SCALE)
+    if step > 1:  # a whole-number factor first: OpenCV's fast box average, a third of the general one's cost
+        image = cv2.resize(image, None, fx=1 / step, fy=1 / step, interpolation=cv2.INTER_AREA)
     height, width = image.shape[:2]
     scale = min(1.0, GRADABLE_SCALE / max(height, width))
     small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
     fov = fov_mask(small)
     if not fov.any():
         return 0.0
-    window = max(3, round(GRADABLE_WINDOW * fov_diameter(int(fov.sum()))) | 1)
+    window = max(3, round(GRADABLE_WINDOW * fov_diameter(np.count_nonzero(fov))) | 1)
     weight = cv2.blur(fov.astype(np.float32), (window, window))
     green = cv2.blur(small[..., 1].astype(np.float32) * fov, (window, window)) / np.maximum(weight, 1e-6)
     brightest = cv2.blur(small.max(axis=2).astype(np.float32) * fov, (window, window)) / np.maximum(weight, 1e-6)
     dark = green < DARK_LEVEL * float(np.percentile(small[..., 1][fov], 75))
     washed_out = brightest >= SATURATED_LEVEL
-    return float((fov & ~dark & ~washed_out).sum() / fov.sum())
+    return np.count_nonzero(fov & ~dark & ~washed_out) / np.count_nonzero(fov)
 
 
 def fov_diameter(fov_pixels: int) -> float:
@@ -86,12 +89,25 @@ def fov_diameter(fov_pixels: int) -> float:
     return math.sqrt(4.0 * max(fov_pixels, 1) / math.pi)
 
 
+def region_stats(mask: np.ndarray) -> np.ndarray:
+    """OpenCV's stats row (left, top, width, height, area) of each 8-connected region of a 2-D uint8
+    or bool mask's non-zero pixels; only the bounding box of those pixels is scanned (left and top
+    are relative to it)."""
+    mask = mask.view(np.uint8)
+    left, top, width, height = cv2.boundingRect(mask)
+    if not width:
+        return np.empty((0, 5), dtype=np.int32)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask[top : top + height, left : left + width], connectivity=8)
+    return stats[1:]
+
+
 def count_lesions(mask: np.ndarray, lesion: str, fov_pixels: int) -> LesionCount:
     """Lesions of one kind in a boolean mask: connected regions, microaneurysms only when small and round."""
-    if not mask.any():
-        return LesionCount(0, 0, 0.0)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    stats = stats[1:]
+    return count_regions(region_stats(mask), lesion, fov_pixels)
+
+
+def count_regions(stats: np.ndarray, lesion: str, fov_pixels: int) -> LesionCount:
+    """``count_lesions`` of a mask whose ``region_stats`` are already made."""
     if lesion == "MA":
         stats = stats[_small_and_round(stats, fov_diameter(fov_pixels))]
     area = int(stats[:, cv2.CC_STAT_AREA].sum())
@@ -151,7 +167,7 @@ def image_features(
             features[f"{lesion}_area_{level}"] = found.area_fraction_fov
     for channel, lesion in enumerate(LESIONS):
         if f"{lesion}_soft" in names:
-            features[f"{lesion}_soft"] = float(probabilities[channel].sum(dtype=np.float64)) / max(fov.area_pixels, 1)
+            features[f"{lesion}_soft"] = cv2.sumElems(probabilities[channel])[0] / max(fov.area_pixels, 1)
         if f"{lesion}_max" in names:
             features[f"{lesion}_max"] = float(probabilities[channel].max(initial=0.0))
     return {name: features[name] for name in names}

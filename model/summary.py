@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from model.checkpoint import Checkpoint
+from model.config import LESIONS
 from model.referral import DISCLAIMER, ReferralScore, ReferralScoreError
-from model.screening import FieldOfView, LesionCount, field_of_view, image_features, lesion_counts
+from model.screening import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
 
 NO_SCORE = "this checkpoint carries no fitted referral score (fit one with redseg-screen)"
 
@@ -42,10 +44,23 @@ def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | 
         return None, str(exc)
 
 
-def summarise(image: np.ndarray, probabilities: np.ndarray, checkpoint: Checkpoint) -> ScreeningSummary:
-    """Lesion counts and areas, the field of view and the referral score of an RGB uint8 photograph."""
+def summarise(
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    checkpoint: Checkpoint,
+    op_regions: Mapping[str, np.ndarray] | None = None,
+) -> ScreeningSummary:
+    """Lesion counts and areas, the field of view and the referral score of an RGB uint8 photograph.
+
+    ``op_regions``: per lesion, the ``region_stats`` of the masks at the checkpoint's thresholds,
+    where the caller has made them already (``model.rendering.lesion_masks``), so they are not
+    counted twice.
+    """
     fov = field_of_view(image)
-    lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
+    if op_regions is None:
+        lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
+    else:
+        lesions = {lesion: count_regions(op_regions[lesion], lesion, fov.area_pixels) for lesion in LESIONS}
     score, note = referral_score(checkpoint)
     if score is None:
         return ScreeningSummary(lesions, fov, None, note)

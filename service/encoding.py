@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.config import LESIONS
-from model.rendering import encode_png, lesion_stats, mask_from_levels, overlay, probability_to_uint16
+from model.rendering import LesionMasks, encode_png, overlay
 from service.errors import ServiceError
 from service.schemas import LesionResult
 
@@ -58,28 +58,23 @@ class Rendered:
     """The PNGs asked for, by file name: MA_mask.png, MA_probability.png, ..., overlay.png."""
 
 
-def render(
-    image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], outputs: frozenset[str]
-) -> Rendered:
-    """Masks, statistics and the PNGs in ``outputs`` for ``probabilities`` (2, H, W)."""
-    # The masks come from the 16-bit maps the answer carries, so that the two agree exactly.
-    levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(LESIONS)}
-    masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in LESIONS}
+def render(image: np.ndarray, masks: LesionMasks, thresholds: dict[str, float], outputs: frozenset[str]) -> Rendered:
+    """Statistics and the PNGs in ``outputs`` for the ``lesion_masks`` of one photograph."""
     pngs: dict[str, Future] = {}
     for lesion in LESIONS:
         if "masks" in outputs:
-            pngs[FILE_NAMES["mask"].format(lesion=lesion)] = _png_pool.submit(encode_png, masks[lesion])
+            pngs[FILE_NAMES["mask"].format(lesion=lesion)] = _png_pool.submit(encode_png, masks.masks[lesion])
         if "probabilities" in outputs:
-            pngs[FILE_NAMES["probability"].format(lesion=lesion)] = _png_pool.submit(encode_png, levels[lesion])
+            pngs[FILE_NAMES["probability"].format(lesion=lesion)] = _png_pool.submit(encode_png, masks.levels[lesion])
     if "overlay" in outputs:
-        pngs[OVERLAY_FILE] = _png_pool.submit(lambda: encode_png(overlay(image, masks)))
-    lesions = {}
-    for lesion in LESIONS:
-        stats = lesion_stats(masks[lesion])
-        lesions[lesion] = LesionResult(
+        pngs[OVERLAY_FILE] = _png_pool.submit(lambda: encode_png(overlay(image, masks.masks)))
+    lesions = {
+        lesion: LesionResult(
             threshold=thresholds[lesion],
             area_pixels=stats.area_pixels,
             area_fraction=stats.area_fraction,
             components=stats.components,
         )
+        for lesion, stats in masks.stats().items()
+    }
     return Rendered(lesions, {name: future.result() for name, future in pngs.items()})

@@ -28,7 +28,7 @@ def build_model(model_config: dict, init: str | None) -> RedSeg:
     if init in (None, "", "none"):
         return model
     if str(init).endswith(".safetensors"):
-        source = load_checkpoint(init).model
+        source = load_checkpoint(init, fold=False).model
         if source.config != model.config:
             raise ValueError(f"init checkpoint {init} is a {source.config}, the config asks for a {model.config}")
         model.load_state_dict(source.state_dict())

@@ -31,9 +31,9 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"expected logits and target of the same shape (B, 1, H, W), got {logits.shape} and {target.shape}")
 
 
-def _reduction(reduction: str) -> str:
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+def _reduction(reduction: str, allowed: tuple[str, ...] = ("mean", "sum")) -> str:
+    if reduction not in allowed:
+        raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
     return reduction
 
 
@@ -161,16 +161,26 @@ class FNFPLoss(nn.Module):
     """Stage 2: FN + FP = sum y(1-p)^2 + sum (1-y)p^2 = sum (y - p)^2, p = sigmoid(logits).
 
     ``reduction="sum"`` is the paper's sum over all pixels of the batch; ``"mean"`` divides it by
-    the number of pixels.
+    the number of pixels; ``"balanced"`` weighs the two terms as the other losses weigh their
+    classes: 1/2 FN / |Y+| + 1/2 FP / |Y-| over the batch (FP / |Y-| alone without positives), so
+    a lesion covering 1 % of a crop is not drowned by its background.
     """
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = _reduction(reduction)
+        self.reduction = _reduction(reduction, ("mean", "sum", "balanced"))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, step: int = 0) -> torch.Tensor:
         _check(logits, target)
-        squared = (target.float() - torch.sigmoid(logits.float())).square()
+        target = target.float()
+        squared = (target - torch.sigmoid(logits.float())).square()
+        if self.reduction == "balanced":
+            positive = target > 0.5
+            n_pos = int(positive.sum())
+            if not n_pos:
+                return 0.5 * squared.mean()
+            n_neg = max(target.numel() - n_pos, 1)
+            return 0.5 * squared[positive].sum() / n_pos + 0.5 * squared[~positive].sum() / n_neg
         return squared.sum() if self.reduction == "sum" else squared.mean()
 
 

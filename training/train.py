@@ -453,7 +453,7 @@ def _save(path: Path, model, config: dict, thresholds, provenance: dict, metrics
 def load_best(model, path: Path, device: torch.device) -> None:
     if not path.is_file():
         return  # no hold-out: keep the last weights
-    state = load_checkpoint(path, device="cpu").model.state_dict()
+    state = load_checkpoint(path, device="cpu", fold=False).model.state_dict()
     unwrap(model).load_state_dict(state)
     unwrap(model).to(device)
 

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from model.config import LESIONS
 from model.dicom_seg import SEG_TYPES
+from model.rendering import lesion_masks
 from model.summary import summarise
 from service.admission import Overloaded
 from service.decoding import decode_photo
@@ -150,9 +151,11 @@ async def segment(
             ckpt = pool.checkpoint
             thresholds = dict(ckpt.thresholds)
             thresholds.update({lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None})
+            masks = await run_in_threadpool(lesion_masks, result.probabilities, thresholds)
+            op_regions = masks.regions if thresholds == ckpt.thresholds else None
             rendered, summary = await asyncio.gather(
-                run_in_threadpool(render, image, result.probabilities, thresholds, wanted),
-                run_in_threadpool(summarise, image, result.probabilities, ckpt),
+                run_in_threadpool(render, image, masks, thresholds, wanted),
+                run_in_threadpool(summarise, image, result.probabilities, ckpt, op_regions),
             )
             if answer_format is AnswerFormat.DICOM:
                 seg = await run_in_threadpool(

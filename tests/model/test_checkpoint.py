@@ -40,7 +40,7 @@ def saved(tmp_path):
 
 def test_round_trip_identical_outputs(saved):
     model, path = saved
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, fold=False)
     assert checkpoint.config == model.config
     assert not checkpoint.model.training
     x = torch.randn(1, 3, 45, 61)
@@ -72,7 +72,7 @@ def test_half_precision_save(tmp_path):
     full = save_checkpoint(tmp_path / "full.safetensors", model)
     half = save_checkpoint(tmp_path / "half.safetensors", model, half=True)
     assert half.stat().st_size < 0.6 * full.stat().st_size
-    loaded = load_checkpoint(half).model
+    loaded = load_checkpoint(half, fold=False).model
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
@@ -92,6 +92,13 @@ def test_the_bundled_model_for_a_gpu_is_the_full_width_one():
     assert bundled_checkpoint(on_gpu=False) == DEFAULT_CHECKPOINT
     assert bundled_checkpoint(on_gpu=True) == GPU_CHECKPOINT
     assert load_checkpoint(GPU_CHECKPOINT).config.width == 1.0 > load_checkpoint(DEFAULT_CHECKPOINT).config.width
+
+
+def test_the_loaded_network_has_its_batch_norm_folded_unless_it_is_to_be_trained():
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_checkpoint(DEFAULT_CHECKPOINT).model.modules())
+    trainable = load_checkpoint(DEFAULT_CHECKPOINT, fold=False).model
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trainable.modules()) == 13
+    RedSeg(trainable.config).load_state_dict(trainable.state_dict())
 
 
 def test_missing_file(tmp_path):

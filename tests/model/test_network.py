@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from model import LESIONS, RedSeg, RedSegConfig
+from model.network import fold_batch_norm
 
 from .conftest import tiny_model
 
@@ -78,3 +79,26 @@ def test_normalize_uses_config_mean_and_std():
     model = tiny_model()
     pixel = torch.tensor(model.config.mean).view(1, 3, 1, 1).expand(1, 3, 2, 2)
     assert torch.allclose(model.normalize(pixel), torch.zeros(1, 3, 2, 2), atol=1e-6)
+
+
+def test_folding_batch_norm_keeps_the_outputs():
+    model = tiny_model(batch_norm=True).train()
+    with torch.no_grad():  # running statistics and affine weights far from the identity
+        for _ in range(3):
+            model(torch.randn(2, 3, 48, 48) * 3 + 1)
+        for layer in model.encoder.features:
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.weight.uniform_(0.5, 2.0)
+                layer.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        expected = model(x).fused
+        folded = fold_batch_norm(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x).fused, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_folding_needs_eval_mode():
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norm(tiny_model(batch_norm=True).train())

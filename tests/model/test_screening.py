@@ -7,10 +7,14 @@ import pytest
 from model import load_checkpoint, save_checkpoint
 from model.checkpoint import model_digest, write_screening
 from model.referral import DISCLAIMER, ReferralScore, ReferralScoreError
-from model.screening import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.imageio import read_image
+from model.inference import predict_probabilities
+from model.rendering import lesion_masks
+from model.screening import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, region_stats
 from model.summary import NO_SCORE, csv_row, one_line, summarise
 
-from .conftest import fundus_like, tiny_model
+from .conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
 FOV_PIXELS = 1_000_000  # a field of view about 1128 px across: microaneurysms up to about 10 px
 
@@ -100,3 +104,34 @@ def test_score_lives_in_the_checkpoint_and_older_checkpoints_still_load(tmp_path
     expected = score_model().score({"HE_count_op": 1, "MA_count_op": 0})
     assert summary.referral.score == pytest.approx(expected) and summary.referral.refer == (expected >= 0.3)
     assert csv_row("a.png", summary)["HE_count"] == 1 and "score" in one_line(summary)
+
+
+def test_region_stats_scan_only_the_masks_box_and_agree_with_a_whole_scan():
+    rng = np.random.default_rng(5)
+    mask = np.zeros((300, 400), np.uint8)
+    mask[60:250, 90:330] = rng.random((190, 240)) > 0.93
+    regions = region_stats(mask)
+    _, _, whole, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    order = lambda stats: sorted(map(tuple, stats[:, 2:]))  # noqa: E731 (width, height, area: left/top are box-relative)
+    assert order(regions) == order(whole[1:]) and len(regions) > 100
+    assert region_stats(np.zeros((4, 4), bool)).shape == (0, 5)
+
+
+@pytest.fixture(scope="module")
+def sample_probabilities():
+    checkpoint, image = load_checkpoint(DEFAULT_CHECKPOINT), read_image(SAMPLE_IMAGE)
+    return image, predict_probabilities(checkpoint.model, image, calibration=checkpoint.calibration), checkpoint
+
+
+def test_a_summary_given_the_served_masks_regions_counts_those_masks(sample_probabilities):
+    image, probabilities, checkpoint = sample_probabilities
+    masks = lesion_masks(probabilities, checkpoint.thresholds)
+    shared, recounted = summarise(image, probabilities, checkpoint, masks.regions), summarise(image, probabilities, checkpoint)
+    for lesion, stats in masks.stats().items():
+        assert shared.lesions[lesion].count <= stats.components
+        assert shared.lesions[lesion].count == recounted.lesions[lesion].count > 0
+        # the served masks are thresholded on the 16-bit maps: a pixel within 1/131070 of the threshold may differ
+        assert abs(shared.lesions[lesion].area_pixels - recounted.lesions[lesion].area_pixels) <= 2
+    assert shared.lesions["HE"].area_pixels == masks.stats()["HE"].area_pixels
+    assert shared.referral.score == pytest.approx(recounted.referral.score, abs=1e-4)
+    assert shared.field_of_view == recounted.field_of_view

@@ -102,6 +102,18 @@ def test_fnfp_is_sum_of_squared_errors():
     assert torch.allclose(FNFPLoss("mean")(logits, target), ((target - p) ** 2).mean())
 
 
+def test_balanced_fnfp_is_half_fn_per_positive_plus_half_fp_per_negative():
+    logits, target = _pair(seed=3, shape=(2, 1, 8, 8), share=0.1)
+    pos = target > 0.5
+    p = torch.sigmoid(logits)
+    expected = 0.5 * ((1 - p[pos]) ** 2).mean() + 0.5 * (p[~pos] ** 2).mean()
+    assert torch.allclose(FNFPLoss("balanced")(logits, target), expected, atol=1e-6)
+    empty = torch.zeros_like(target)
+    assert torch.allclose(FNFPLoss("balanced")(logits, empty), 0.5 * (p**2).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="reduction"):
+        FNFPLoss("weighted")
+
+
 def test_balanced_bce_is_half_positive_mean_plus_half_negative_mean():
     logits, target = _pair(seed=4, shape=(2, 1, 8, 8), share=0.2)
     pos = target > 0.5
