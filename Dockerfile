@@ -23,8 +23,8 @@
 #                    -v /etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro --build-arg PIP_CERT=/host-ca.crt
 #
 # Runtime: uvicorn on 0.0.0.0:8000 (UVICORN_HOST / UVICORN_PORT), as the non-root user
-# `redseg`, model from /app/checkpoints: redseg-default.safetensors on the CPU, redseg-gpu.safetensors
-# on GPUs (REDSEG_CHECKPOINT picks another).
+# `redseg`, model /app/checkpoints/redseg-default.safetensors (full width), or with
+# REDSEG_CHECKPOINT=/app/checkpoints/redseg-fast.safetensors the quarter-width one, or another.
 # All REDSEG_* settings can be overridden with -e / compose `environment:`.
 
 ARG BASE_IMAGE=python:3.11-slim
@@ -115,7 +115,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY model/ /app/model/
 COPY service/ /app/service/
-# The bundled models: checkpoints/redseg-default.safetensors (CPU) and redseg-gpu.safetensors (GPUs).
+# The bundled models: checkpoints/redseg-default.safetensors (the default) and redseg-fast.safetensors.
 COPY checkpoints/ /app/checkpoints/
 # The project is not pip-installed here: the app reads its version from this file.
 COPY pyproject.toml /app/pyproject.toml

@@ -49,11 +49,13 @@ bench: venv
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 
-# The model card's figures and hold-out numbers, from a finished training run (see MODEL_CARD.md).
+# The model card's figures and hold-out numbers, from a finished training run (see MODEL_CARD.md):
+# the fast model's by default; MODEL=checkpoints/redseg-default.safetensors CARD=docs/model-card-gpu
+# for the default (full-width) model's.
 RUN ?= runs/cpu-default
 DATA ?= ../shared/data/idrid
 CARD ?= docs/model-card
-MODEL ?= checkpoints/redseg-default.safetensors
+MODEL ?= checkpoints/redseg-fast.safetensors
 EXAMPLES ?= IDRiD_05,IDRiD_20,IDRiD_40
 
 .PHONY: model-card

@@ -230,7 +230,7 @@ if [[ -f "$CONTEXT/$BUNDLED" ]]; then
     [[ -f "$ROOT/app/$BUNDLED" ]] || die "the bundled model $BUNDLED is not in the image"
     cmp -s "$CONTEXT/$BUNDLED" "$ROOT/app/$BUNDLED" || die "the image's /app/$BUNDLED differs from the checkout's"
 fi
-extra=$(find "$ROOT/app/checkpoints" -type f ! -name redseg-default.safetensors ! -name redseg-gpu.safetensors ! -name '*.md' ! -name '*.json' | head -3)
+extra=$(find "$ROOT/app/checkpoints" -type f ! -name redseg-default.safetensors ! -name redseg-fast.safetensors ! -name '*.md' ! -name '*.json' | head -3)
 [[ -z "$extra" ]] || die "files besides the bundled models in the image's checkpoints/: $extra"
 if [[ -f "$ROOT/app/$BUNDLED" ]]; then
     log "serving the bundled model /app/$BUNDLED ($(du -h "$ROOT/app/$BUNDLED" | cut -f1))"

@@ -11,7 +11,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
-from model.checkpoint import DEFAULT_CHECKPOINT, GPU_CHECKPOINT, Checkpoint, CheckpointError, bundled_checkpoint, load_checkpoint
+from model.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from model.config import LESIONS
 from model.devices import resolve_device
 from model.dicom import is_dicom, read_dicom, to_bytes
@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument(
         "--checkpoint", type=Path, metavar="PATH",
-        help=f"default: the bundled model, {DEFAULT_CHECKPOINT.name} on the CPU, {GPU_CHECKPOINT.name} on a GPU"
+        help=f"default: the bundled model, {DEFAULT_CHECKPOINT.name} (full width); {FAST_CHECKPOINT.name}: the "
+        "bundled quarter-width one, about 2.5 times faster on a CPU"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision,
                                 tta=resolve_tta(args.tta, device.type == "cuda"))
-        checkpoint = load_checkpoint(args.checkpoint or bundled_checkpoint(device.type == "cuda"), device)
+        checkpoint = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:
         error(str(exc))

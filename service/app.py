@@ -49,12 +49,12 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
     """Load the checkpoint on every device; refuse (never serve an untrained network) if it cannot be read."""
     try:
         devices = settings.devices()
-        path = settings.checkpoint_path(devices)
+        path = settings.checkpoint
         checkpoints = {device: load_checkpoint(path, device) for device in devices}
     except (CheckpointError, RuntimeError) as exc:
         message = (
             f"cannot start: {exc}. Point REDSEG_CHECKPOINT at a trained RedSeg checkpoint "
-            "(the bundled ones are checkpoints/redseg-default.safetensors and, for GPUs, checkpoints/redseg-gpu.safetensors)."
+            "(the bundled ones are checkpoints/redseg-default.safetensors and checkpoints/redseg-fast.safetensors)."
         )
         log.error(message)
         raise StartupError(message) from None

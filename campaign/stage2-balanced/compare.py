@@ -16,7 +16,7 @@ from training.plots import read_log  # noqa: E402
 
 PROBES = ROOT / "campaign" / "gpu-lent" / "fnfp-probe"
 RUNS = {
-    "full-width model (redseg-gpu 1 -> 2)": (
+    "default, full width (redseg-gpu 1 -> redseg-full 2)": (
         (0.4795, 0.6254),
         {
             "mean FN+FP, Adam 1e-6 (GPU)": PROBES / "adam-1e-6.jsonl",
@@ -27,7 +27,7 @@ RUNS = {
             "balanced FN+FP, Adam 1e-6, frozen BN": HERE / "probe-fnfp-balanced" / "log.jsonl",
         },
     ),
-    "quarter-width CPU model (redseg-cpu 2 -> 3)": (
+    "fast, quarter width (redseg-cpu 2 -> redseg-fast 3)": (
         (0.4592, 0.5525),
         {
             "balanced FN+FP, Adam 1e-6, frozen BN": HERE / "probe-fnfp-balanced-cpu" / "log.jsonl",

@@ -7,10 +7,9 @@ from safetensors.torch import save_file
 from model import CheckpointError, RedSeg, load_checkpoint, save_checkpoint
 from model.checkpoint import (
     DEFAULT_CHECKPOINT,
+    FAST_CHECKPOINT,
     FORMAT,
-    GPU_CHECKPOINT,
     METADATA_KEY,
-    bundled_checkpoint,
     read_metadata,
     update_metadata,
 )
@@ -88,15 +87,17 @@ def test_a_float32_checkpoint_rewritten_in_half_precision_keeps_its_metadata(sav
         torch.testing.assert_close(halved[name], value, rtol=1e-3, atol=1e-4, msg=name)
 
 
-def test_the_bundled_model_for_a_gpu_is_the_full_width_one():
-    assert bundled_checkpoint(on_gpu=False) == DEFAULT_CHECKPOINT
-    assert bundled_checkpoint(on_gpu=True) == GPU_CHECKPOINT
-    assert load_checkpoint(GPU_CHECKPOINT).config.width == 1.0 > load_checkpoint(DEFAULT_CHECKPOINT).config.width
+def test_the_bundled_default_is_the_full_width_model_and_the_fast_one_a_quarter_of_it():
+    default, fast = load_checkpoint(DEFAULT_CHECKPOINT), load_checkpoint(FAST_CHECKPOINT)
+    assert (default.config.width, fast.config.width) == (1.0, 0.25)
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 30 * 10**6
+    for checkpoint in (default, fast):  # calibrated, with a referral score fitted for its own maps
+        assert checkpoint.calibration is not None and checkpoint.screening is not None
 
 
 def test_the_loaded_network_has_its_batch_norm_folded_unless_it_is_to_be_trained():
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_checkpoint(DEFAULT_CHECKPOINT).model.modules())
-    trainable = load_checkpoint(DEFAULT_CHECKPOINT, fold=False).model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_checkpoint(FAST_CHECKPOINT).model.modules())
+    trainable = load_checkpoint(FAST_CHECKPOINT, fold=False).model
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trainable.modules()) == 13
     RedSeg(trainable.config).load_state_dict(trainable.state_dict())
 

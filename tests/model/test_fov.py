@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from model.checkpoint import FAST_CHECKPOINT, load_checkpoint
 from model.config import RedSegConfig
 from model.fov import (
     ALIGN,
@@ -116,10 +116,10 @@ def test_long_side_mapping_is_the_old_resize():
     assert working_mapping(np.zeros((2848, 4288, 3), np.uint8), RedSegConfig()) == mapping
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="needs the bundled model")
+@pytest.mark.skipif(not FAST_CHECKPOINT.is_file(), reason="needs the bundled model")
 def test_bundled_model_sees_a_cropped_padded_or_resized_photograph_as_the_original(sample):
     """Mean |p - p_original| per lesion over the photograph's pixels (inside the crop)."""
-    model = load_checkpoint(DEFAULT_CHECKPOINT).model
+    model = load_checkpoint(FAST_CHECKPOINT).model
     model.config = dataclasses.replace(model.config, fov_diameter=idrid_fov_diameter(model.config.working_long_side))
     half = cv2.resize(sample, (2144, 1424), interpolation=cv2.INTER_AREA)
     original = predict_probabilities(model, half)

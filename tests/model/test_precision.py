@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model import LESIONS, TileSettings, load_checkpoint, predict_probabilities
-from model.checkpoint import DEFAULT_CHECKPOINT
+from model.checkpoint import FAST_CHECKPOINT
 from model.imageio import read_image
 from model.precision import autocast, cpu_has_native_bf16, uses_bf16
 from training.idrid import read_mask
@@ -65,7 +65,7 @@ def test_autocast_runs_the_network_in_bf16_only_when_asked():
 
 
 def test_checkpoints_load_channels_last():
-    model = load_checkpoint(DEFAULT_CHECKPOINT).model
+    model = load_checkpoint(FAST_CHECKPOINT).model
     conv = model.encoder.features[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
 
@@ -89,11 +89,11 @@ def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def bundled_maps():
     """fp32 and bf16 maps of the bundled model on IDRiD_05 at full size (4288x2848)."""
-    model = load_checkpoint(DEFAULT_CHECKPOINT).model
+    model = load_checkpoint(FAST_CHECKPOINT).model
     image = read_image(SAMPLE_IMAGE)
     fp32 = predict_probabilities(model, image, TileSettings(precision="fp32"))
     bf16 = predict_probabilities(model, image, TileSettings(precision="bf16"))
-    return load_checkpoint(DEFAULT_CHECKPOINT), fp32, bf16
+    return load_checkpoint(FAST_CHECKPOINT), fp32, bf16
 
 
 def test_bf16_probabilities_stay_close_to_fp32_on_a_real_photograph(bundled_maps):

@@ -7,7 +7,7 @@ import pytest
 from model import load_checkpoint, save_checkpoint
 from model.checkpoint import model_digest, write_screening
 from model.referral import DISCLAIMER, ReferralScore, ReferralScoreError
-from model.checkpoint import DEFAULT_CHECKPOINT
+from model.checkpoint import FAST_CHECKPOINT
 from model.imageio import read_image
 from model.inference import predict_probabilities
 from model.rendering import lesion_masks
@@ -119,7 +119,7 @@ def test_region_stats_scan_only_the_masks_box_and_agree_with_a_whole_scan():
 
 @pytest.fixture(scope="module")
 def sample_probabilities():
-    checkpoint, image = load_checkpoint(DEFAULT_CHECKPOINT), read_image(SAMPLE_IMAGE)
+    checkpoint, image = load_checkpoint(FAST_CHECKPOINT), read_image(SAMPLE_IMAGE)
     return image, predict_probabilities(checkpoint.model, image, calibration=checkpoint.calibration), checkpoint
 
 

@@ -68,14 +68,8 @@ def test_defaults_serve_the_bundled_checkpoint(monkeypatch: pytest.MonkeyPatch):
     for name in ("REDSEG_CHECKPOINT", "REDSEG_API_TOKEN", "REDSEG_DEVICE"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
-    assert settings.checkpoint_path(["cpu"]).name == "redseg-default.safetensors"
-    assert settings.checkpoint_path(["cuda:0", "cuda:1"]).name == "redseg-gpu.safetensors"
+    assert settings.checkpoint.name == "redseg-default.safetensors" and settings.checkpoint.is_file()
     assert settings.api_token is None and settings.device == "auto"
-
-
-def test_a_checkpoint_set_is_served_on_every_device(monkeypatch: pytest.MonkeyPatch, checkpoint: Path):
-    monkeypatch.setenv("REDSEG_CHECKPOINT", str(checkpoint))
-    assert Settings().checkpoint_path(["cuda:0"]) == checkpoint
 
 
 @pytest.mark.parametrize(
