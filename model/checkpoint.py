@@ -30,7 +30,7 @@ CALIBRATION_KEY = "calibration"
 """Metadata entry holding the probability calibration; optional, likewise."""
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "redseg-default.safetensors"
-"""The bundled model, loaded when no other checkpoint is named: Red-Seg at full width (about 2.4 s a
+"""The bundled model, loaded when no other checkpoint is named: Red-Seg at full width (about 2.5 s a
 photograph end to end on two CPU cores, about 0.1 s on a GPU)."""
 FAST_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("redseg-fast.safetensors")
 """The bundled quarter-width model: less accurate, about 2.5 times faster on a CPU; for slow hosts."""
