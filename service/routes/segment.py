@@ -6,18 +6,20 @@ import asyncio
 import time
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from model.checkpoint import Checkpoint
 from model.config import LESIONS
 from model.dicom_seg import SEG_TYPES
 from model.rendering import lesion_masks
-from model.summary import summarise
+from model.summary import ScreeningSummary, summarise
 from service.admission import Overloaded
 from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.dicom import require_dicom_source, segmentation_bytes
-from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, parse_outputs, render
+from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
@@ -98,6 +100,21 @@ async def _infer(request: Request, pool: WorkerPool, job: Job, timeout_s: float)
     raise unavailable("timeout", f"no result within the {timeout_s:.0f} s request timeout", pool.retry_after())
 
 
+async def _render_and_summarise(
+    image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], wanted: frozenset[str], ckpt: Checkpoint
+) -> tuple[Rendered, ScreeningSummary]:
+    """The answer's statistics and PNGs, and the screening summary, side by side in the thread pool.
+
+    The masks' regions are counted once and shared where the thresholds are the checkpoint's.
+    """
+    masks = await run_in_threadpool(lesion_masks, probabilities, thresholds)
+    op_regions = masks.regions if thresholds == ckpt.thresholds else None
+    return await asyncio.gather(
+        run_in_threadpool(render, image, masks, thresholds, wanted),
+        run_in_threadpool(summarise, image, probabilities, ckpt, op_regions),
+    )
+
+
 @router.post(
     "/segment",
     response_model=SegmentResponse,
@@ -151,12 +168,7 @@ async def segment(
             ckpt = pool.checkpoint
             thresholds = dict(ckpt.thresholds)
             thresholds.update({lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None})
-            masks = await run_in_threadpool(lesion_masks, result.probabilities, thresholds)
-            op_regions = masks.regions if thresholds == ckpt.thresholds else None
-            rendered, summary = await asyncio.gather(
-                run_in_threadpool(render, image, masks, thresholds, wanted),
-                run_in_threadpool(summarise, image, result.probabilities, ckpt, op_regions),
-            )
+            rendered, summary = await _render_and_summarise(image, result.probabilities, thresholds, wanted, ckpt)
             if answer_format is AnswerFormat.DICOM:
                 seg = await run_in_threadpool(
                     segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, ckpt
