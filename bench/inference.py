@@ -57,15 +57,12 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[RedSeg
     reference: the same weights as trained (batch norm unfolded) in the plain NCHW layout."""
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.checkpoint or (DEFAULT_CHECKPOINT.is_file() and not args.random):
-        reference = nchw_reference(checkpoint, device)
-        model = load_checkpoint(checkpoint, device).model
-        source = f"checkpoint {checkpoint.name}"
+        reference, source = load_checkpoint(checkpoint, device, fold=False).model, f"checkpoint {checkpoint.name}"
     else:
         torch.manual_seed(0)
-        reference = RedSeg(RedSegConfig(width=args.width)).to(device).eval()
-        model = to_channels_last(fold_batch_norm(copy.deepcopy(reference)))
-        source = f"random init, width={args.width}"
-    return model, reference, source
+        reference, source = RedSeg(RedSegConfig(width=args.width)).to(device).eval(), f"random init, width={args.width}"
+    model = to_channels_last(fold_batch_norm(copy.deepcopy(reference)))
+    return model, reference.to(memory_format=torch.contiguous_format), source
 
 
 def reset_peak() -> None:

@@ -128,8 +128,8 @@ def main() -> None:
                 image = decode_upload(data, settings.max_pixels)
                 probabilities = predict_probabilities(ckpt.model, image, settings.tiles, ckpt.calibration)
                 masks = lesion_masks(probabilities, ckpt.thresholds)
-                render(image, masks, ckpt.thresholds, outputs)
-                summarise(image, probabilities, ckpt, masks.regions)
+                render(image, masks, outputs)
+                summarise(image, probabilities, ckpt, masks)
                 return time.perf_counter() - started
 
             http = httpx.Client(base_url=url, timeout=600)

@@ -108,8 +108,7 @@ def segment_one(
     if dicom_seg:
         seg = segmentation(source, probabilities, thresholds, dicom_seg, checkpoint.name, checkpoint.version)
         (out / f"{path.stem}_seg.dcm").write_bytes(to_bytes(seg))
-    op_regions = masks.regions if thresholds == checkpoint.thresholds else None
-    return masks.stats(), summarise(image, probabilities, checkpoint, op_regions)
+    return masks.stats(), summarise(image, probabilities, checkpoint, masks)
 
 
 def summary(path: Path, out: Path, stats: dict[str, LesionStats], screening: ScreeningSummary) -> str:

@@ -85,6 +85,7 @@ def lesion_stats(mask: np.ndarray, regions: np.ndarray | None = None) -> LesionS
 class LesionMasks:
     """Per lesion, the 16-bit map a caller saves, the mask thresholded on it and the mask's regions."""
 
+    thresholds: dict[str, float]
     levels: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
     regions: dict[str, np.ndarray]
@@ -101,7 +102,7 @@ def lesion_masks(probabilities: np.ndarray, thresholds: dict[str, float]) -> Les
     """
     levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(LESIONS)}
     masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in LESIONS}
-    return LesionMasks(levels, masks, {lesion: region_stats(mask) for lesion, mask in masks.items()})
+    return LesionMasks(dict(thresholds), levels, masks, {lesion: region_stats(mask) for lesion, mask in masks.items()})
 
 
 def overlay(image: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:

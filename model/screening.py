@@ -73,15 +73,16 @@ def gradable_fraction(image: np.ndarray) -> float:
     scale = min(1.0, GRADABLE_SCALE / max(height, width))
     small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
     fov = fov_mask(small)
-    if not fov.any():
+    fov_pixels = np.count_nonzero(fov)
+    if not fov_pixels:
         return 0.0
-    window = max(3, round(GRADABLE_WINDOW * fov_diameter(np.count_nonzero(fov))) | 1)
+    window = max(3, round(GRADABLE_WINDOW * fov_diameter(fov_pixels)) | 1)
     weight = cv2.blur(fov.astype(np.float32), (window, window))
     green = cv2.blur(small[..., 1].astype(np.float32) * fov, (window, window)) / np.maximum(weight, 1e-6)
     brightest = cv2.blur(small.max(axis=2).astype(np.float32) * fov, (window, window)) / np.maximum(weight, 1e-6)
     dark = green < DARK_LEVEL * float(np.percentile(small[..., 1][fov], 75))
     washed_out = brightest >= SATURATED_LEVEL
-    return np.count_nonzero(fov & ~dark & ~washed_out) / np.count_nonzero(fov)
+    return np.count_nonzero(fov & ~dark & ~washed_out) / fov_pixels
 
 
 def fov_diameter(fov_pixels: int) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from model.checkpoint import Checkpoint
 from model.config import LESIONS
 from model.referral import DISCLAIMER, ReferralScore, ReferralScoreError
+from model.rendering import LesionMasks
 from model.screening import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
 
 NO_SCORE = "this checkpoint carries no fitted referral score (fit one with redseg-screen)"
@@ -48,19 +48,18 @@ def summarise(
     image: np.ndarray,
     probabilities: np.ndarray,
     checkpoint: Checkpoint,
-    op_regions: Mapping[str, np.ndarray] | None = None,
+    masks: LesionMasks | None = None,
 ) -> ScreeningSummary:
     """Lesion counts and areas, the field of view and the referral score of an RGB uint8 photograph.
 
-    ``op_regions``: per lesion, the ``region_stats`` of the masks at the checkpoint's thresholds,
-    where the caller has made them already (``model.rendering.lesion_masks``), so they are not
-    counted twice.
+    ``masks``: the ``lesion_masks`` the caller serves. Made at the checkpoint's thresholds, their
+    regions are the ones counted (not labelled twice); at other thresholds the summary makes its own.
     """
     fov = field_of_view(image)
-    if op_regions is None:
-        lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
+    if masks is not None and masks.thresholds == checkpoint.thresholds:
+        lesions = {lesion: count_regions(masks.regions[lesion], lesion, fov.area_pixels) for lesion in LESIONS}
     else:
-        lesions = {lesion: count_regions(op_regions[lesion], lesion, fov.area_pixels) for lesion in LESIONS}
+        lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
     score, note = referral_score(checkpoint)
     if score is None:
         return ScreeningSummary(lesions, fov, None, note)

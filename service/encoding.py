@@ -58,7 +58,7 @@ class Rendered:
     """The PNGs asked for, by file name: MA_mask.png, MA_probability.png, ..., overlay.png."""
 
 
-def render(image: np.ndarray, masks: LesionMasks, thresholds: dict[str, float], outputs: frozenset[str]) -> Rendered:
+def render(image: np.ndarray, masks: LesionMasks, outputs: frozenset[str]) -> Rendered:
     """Statistics and the PNGs in ``outputs`` for the ``lesion_masks`` of one photograph."""
     pngs: dict[str, Future] = {}
     for lesion in LESIONS:
@@ -70,7 +70,7 @@ def render(image: np.ndarray, masks: LesionMasks, thresholds: dict[str, float], 
         pngs[OVERLAY_FILE] = _png_pool.submit(lambda: encode_png(overlay(image, masks.masks)))
     lesions = {
         lesion: LesionResult(
-            threshold=thresholds[lesion],
+            threshold=masks.thresholds[lesion],
             area_pixels=stats.area_pixels,
             area_fraction=stats.area_fraction,
             components=stats.components,

@@ -31,6 +31,18 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"expected logits and target of the same shape (B, 1, H, W), got {logits.shape} and {target.shape}")
 
 
+def balanced_weight(target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel weights of a 0/1 target that make a weighted sum ½·(mean over positives) + ½·(mean over
+    negatives); without positives, ½·(mean over all pixels)."""
+    n_total = target.numel()
+    n_pos = float(target.sum())
+    if n_pos:
+        w_pos, w_neg = 0.5 / n_pos, 0.5 / max(n_total - n_pos, 1.0)
+    else:
+        w_pos, w_neg = 0.0, 0.5 / n_total
+    return target * (w_pos - w_neg) + w_neg
+
+
 def _reduction(reduction: str, allowed: tuple[str, ...] = ("mean", "sum")) -> str:
     if reduction not in allowed:
         raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
@@ -51,16 +63,13 @@ class BalancedBCE(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor, step: int = 0) -> torch.Tensor:
         _check(logits, target)
         logits, target = logits.float(), (target > 0.5).float()
-        n_total = target.numel()
-        n_pos = float(target.sum())
-        n_neg = n_total - n_pos
         if self.reduction == "sum":  # HED's weighted sum, divided by the pixels of the batch
-            w_pos, w_neg = (n_neg / n_total / n_total, n_pos / n_total / n_total) if n_pos else (0.0, 0.5 / n_total)
-        elif n_pos:
-            w_pos, w_neg = 0.5 / n_pos, 0.5 / max(n_neg, 1.0)
+            n_total = target.numel()
+            n_pos = float(target.sum())
+            w_pos, w_neg = ((n_total - n_pos) / n_total**2, n_pos / n_total**2) if n_pos else (0.0, 0.5 / n_total)
+            weight = target * (w_pos - w_neg) + w_neg
         else:
-            w_pos, w_neg = 0.0, 0.5 / n_total
-        weight = target * (w_pos - w_neg) + w_neg
+            weight = balanced_weight(target)
         return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
 
 
@@ -161,9 +170,9 @@ class FNFPLoss(nn.Module):
     """Stage 2: FN + FP = sum y(1-p)^2 + sum (1-y)p^2 = sum (y - p)^2, p = sigmoid(logits).
 
     ``reduction="sum"`` is the paper's sum over all pixels of the batch; ``"mean"`` divides it by
-    the number of pixels; ``"balanced"`` weighs the two terms as the other losses weigh their
-    classes: 1/2 FN / |Y+| + 1/2 FP / |Y-| over the batch (FP / |Y-| alone without positives), so
-    a lesion covering 1 % of a crop is not drowned by its background.
+    the number of pixels; ``"balanced"`` weighs the two terms as the balanced BCE weighs its
+    classes (``balanced_weight``): 1/2 FN / |Y+| + 1/2 FP / |Y-| over the batch (1/2 FP / |Y| without
+    positives), so a lesion covering 1 % of a crop is not drowned by its background.
     """
 
     def __init__(self, reduction: str = "mean"):
@@ -172,15 +181,9 @@ class FNFPLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, step: int = 0) -> torch.Tensor:
         _check(logits, target)
-        target = target.float()
-        squared = (target - torch.sigmoid(logits.float())).square()
+        squared = (target.float() - torch.sigmoid(logits.float())).square()
         if self.reduction == "balanced":
-            positive = target > 0.5
-            n_pos = int(positive.sum())
-            if not n_pos:
-                return 0.5 * squared.mean()
-            n_neg = max(target.numel() - n_pos, 1)
-            return 0.5 * squared[positive].sum() / n_pos + 0.5 * squared[~positive].sum() / n_neg
+            return (squared * balanced_weight((target > 0.5).float())).sum()
         return squared.sum() if self.reduction == "sum" else squared.mean()
 
 

@@ -103,15 +103,11 @@ async def _infer(request: Request, pool: WorkerPool, job: Job, timeout_s: float)
 async def _render_and_summarise(
     image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], wanted: frozenset[str], ckpt: Checkpoint
 ) -> tuple[Rendered, ScreeningSummary]:
-    """The answer's statistics and PNGs, and the screening summary, side by side in the thread pool.
-
-    The masks' regions are counted once and shared where the thresholds are the checkpoint's.
-    """
+    """The answer's statistics and PNGs, and the screening summary, side by side in the thread pool."""
     masks = await run_in_threadpool(lesion_masks, probabilities, thresholds)
-    op_regions = masks.regions if thresholds == ckpt.thresholds else None
     return await asyncio.gather(
-        run_in_threadpool(render, image, masks, thresholds, wanted),
-        run_in_threadpool(summarise, image, probabilities, ckpt, op_regions),
+        run_in_threadpool(render, image, masks, wanted),
+        run_in_threadpool(summarise, image, probabilities, ckpt, masks),
     )
 
 

@@ -126,7 +126,7 @@ def sample_probabilities():
 def test_a_summary_given_the_served_masks_regions_counts_those_masks(sample_probabilities):
     image, probabilities, checkpoint = sample_probabilities
     masks = lesion_masks(probabilities, checkpoint.thresholds)
-    shared, recounted = summarise(image, probabilities, checkpoint, masks.regions), summarise(image, probabilities, checkpoint)
+    shared, recounted = summarise(image, probabilities, checkpoint, masks), summarise(image, probabilities, checkpoint)
     for lesion, stats in masks.stats().items():
         assert shared.lesions[lesion].count <= stats.components
         assert shared.lesions[lesion].count == recounted.lesions[lesion].count > 0

@@ -34,7 +34,7 @@ def test_render_thresholds_counts_and_encodes():
     probabilities[1, 5, 5] = 0.3
     image = np.zeros((10, 20, 3), np.uint8)
     thresholds = {"MA": 0.5, "HE": 0.25}
-    rendered = render(image, lesion_masks(probabilities, thresholds), thresholds, frozenset({"masks", "probabilities", "overlay"}))
+    rendered = render(image, lesion_masks(probabilities, thresholds), frozenset({"masks", "probabilities", "overlay"}))
     lesions = rendered.lesions
     assert (lesions["MA"].area_pixels, lesions["MA"].components) == (14, 2)
     assert (lesions["HE"].area_pixels, lesions["HE"].components, lesions["HE"].threshold) == (1, 1, 0.25)
@@ -47,7 +47,7 @@ def test_render_thresholds_counts_and_encodes():
     mask = decode(rendered.files["HE_mask.png"])
     assert mask.dtype == np.uint8 and mask[5, 5] == 255 and mask.sum() == 255
     assert decode(rendered.files["overlay.png"]).shape == (10, 20, 3)
-    stats_only = render(image, lesion_masks(probabilities, {"MA": 0.5, "HE": 0.5}), {"MA": 0.5, "HE": 0.5}, frozenset())
+    stats_only = render(image, lesion_masks(probabilities, {"MA": 0.5, "HE": 0.5}), frozenset())
     assert stats_only.files == {} and stats_only.lesions["MA"].area_pixels == 14
 
 
