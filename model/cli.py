@@ -16,6 +16,7 @@ from model.config import LESIONS
 from model.devices import resolve_device
 from model.dicom import is_dicom, read_dicom, to_bytes
 from model.dicom_seg import SEG_TYPES, segmentation
+from model.fov import PhotographTooSmall
 from model.imageio import ImageDecodeError, decode_image, read_bytes
 from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
@@ -152,24 +153,47 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     # disable=None: no bar where stderr is not a terminal, so logs get whole lines without carriage returns
     bar = tqdm(args.images, desc=PROG, unit="image", file=sys.stderr, disable=True if args.no_progress else None)
-    with (args.out / "screening.csv").open("w", newline="") as table:
-        rows = csv.DictWriter(table, CSV_FIELDS)
-        rows.writeheader()
+    with ScreeningTable(args.out / "screening.csv") as table:
         for path in bar:
             try:
                 stats, screening = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg)
-            except (ImageDecodeError, OSError) as exc:
+            except (ImageDecodeError, PhotographTooSmall, OSError) as exc:
                 message = " ".join(str(exc).split())
                 error(message if str(path) in message else f"{path}: {message}")
                 failed += 1
                 continue
             tqdm.write(summary(path, args.out, stats, screening), file=sys.stdout)
-            rows.writerow(csv_row(path.name, screening))
-            table.flush()
+            table.write(path.name, screening)
     if failed:
         error(f"{failed} of {len(args.images)} images failed")
         return EXIT_IMAGE_FAILED
     return 0
+
+
+class ScreeningTable:
+    """screening.csv, one row per segmented image of this run: one from an earlier run is removed, and the
+    file is made with the first row, so a run whose every image fails leaves none."""
+
+    def __init__(self, path: Path):
+        path.unlink(missing_ok=True)
+        self.path = path
+        self._file = None
+        self._rows: csv.DictWriter | None = None
+
+    def write(self, image: str, screening: ScreeningSummary) -> None:
+        if self._rows is None:
+            self._file = self.path.open("w", newline="")
+            self._rows = csv.DictWriter(self._file, CSV_FIELDS)
+            self._rows.writeheader()
+        self._rows.writerow(csv_row(image, screening))
+        self._file.flush()
+
+    def __enter__(self) -> ScreeningTable:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 if __name__ == "__main__":

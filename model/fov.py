@@ -39,6 +39,25 @@ IDRID_LONG_SIDE = 4288
 ALIGN = 16
 """Crops anchored to the disc are trimmed in steps of this many working pixels (the network's stride)."""
 
+MAX_ENLARGEMENT = 4.0
+"""The most a photograph is enlarged to reach the working scale. A smaller one cannot hold the retina's
+detail at the model's scale (and would cost the square of its enlargement in memory and time): it is
+refused with ``PhotographTooSmall`` before any work. IDRiD's photographs are shrunk about 3 times; a copy
+downscaled to 640 pixels wide is enlarged about 2.3 times."""
+
+
+class PhotographTooSmall(ValueError):
+    """The photograph's field of view is too few pixels across for the model's working scale."""
+
+    def __init__(self, measure: str, across: float, needed: int):
+        super().__init__(
+            f"the photograph is too small for the model: {measure} is {across:.0f} pixels, and at least {needed} are "
+            f"needed (the model enlarges a photograph at most {MAX_ENLARGEMENT:g} times); send the camera's original "
+            "photograph"
+        )
+        self.across = across
+        self.needed = needed
+
 
 @dataclass(frozen=True)
 class Disc:
@@ -204,11 +223,47 @@ def idrid_fov_diameter(long_side: int) -> float:
 
 
 def working_mapping(image: np.ndarray, config: RedSegConfig) -> FovMapping:
-    """How a model with ``config`` sees this RGB photograph: by its disc, or by its long side."""
+    """How a model with ``config`` sees this RGB photograph: by its disc, or by its long side.
+
+    Raises ``PhotographTooSmall`` where that would enlarge it more than ``MAX_ENLARGEMENT`` times,
+    so the working-scale image is never much larger than the model's own scale.
+    """
     height, width = image.shape[:2]
     if config.fov_diameter is None:
+        _check_enlargement("its longer side", max(height, width), config.working_long_side)
         return long_side_mapping(height, width, config.working_long_side)
-    return disc_mapping(detect_disc(image), height, width, config.fov_diameter, config.fov_margin)
+    disc = detect_disc(image)
+    measure = "its fundus disc's diameter" if disc.found else "no fundus disc was found, and the image's diagonal"
+    _check_enlargement(measure, disc.diameter, config.fov_diameter)
+    return disc_mapping(disc, height, width, config.fov_diameter, config.fov_margin)
+
+
+def max_working_side(config: RedSegConfig) -> int:
+    """The longest side, in working pixels, of any image ``working_mapping`` makes for ``config``: the disc
+    and its margin (or the long side), plus the alignment steps of the most enlarged photograph."""
+    if config.fov_diameter is None:
+        return config.working_long_side
+    return math.ceil(config.fov_diameter * (1 + config.fov_margin)) + ALIGN * (2 * math.ceil(MAX_ENLARGEMENT) + 1)
+
+
+def _check_enlargement(measure: str, across: float, working: float) -> None:
+    if working > MAX_ENLARGEMENT * across:
+        raise PhotographTooSmall(measure, across, math.ceil(working / MAX_ENLARGEMENT))
+
+
+def synthetic_fundus(config: RedSegConfig) -> np.ndarray:
+    """A plain orange disc on black that a model with ``config`` sees at its own scale (no resizing):
+    a warm-up input as costly as a real photograph."""
+    if config.fov_diameter is None:
+        height, width = round(config.working_long_side * 2 / 3), config.working_long_side
+        diameter = 0.95 * height
+    else:
+        height = width = round(config.fov_diameter * (1 + config.fov_margin))
+        diameter = config.fov_diameter
+    image = np.zeros((height, width, 3), np.uint8)
+    centre = (round((width - 1) / 2), round((height - 1) / 2))
+    cv2.circle(image, centre, round(diameter / 2), (150, 60, 20), thickness=-1, lineType=cv2.LINE_AA)
+    return image
 
 
 def fov_mask(image: np.ndarray) -> np.ndarray:

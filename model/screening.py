@@ -66,7 +66,7 @@ def field_of_view(image: np.ndarray) -> FieldOfView:
 
 def gradable_fraction(image: np.ndarray) -> float:
     """Share of the field of view whose local brightness is neither too dark nor saturated."""
-    step = max(1, max(image.shape[:2]) // GRADABLE_SCALE)
+    step = max(1, min(max(image.shape[:2]) // GRADABLE_SCALE, min(image.shape[:2])))  # a strip keeps a pixel across
     if step > 1:  # a whole-number factor first: OpenCV's fast box average, a third of the general one's cost
         image = cv2.resize(image, None, fx=1 / step, fy=1 / step, interpolation=cv2.INTER_AREA)
     height, width = image.shape[:2]

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Longest a request waits for and runs on the model; requests that could not finish in it get 503."
     )
     max_image_memory_bytes: int = Field(
-        2 * 2**30, gt=0, description="Hard cap on the memory held by the images of the requests in progress (13 bytes a pixel)."
+        2 * 2**30, gt=0, description="Hard cap on the memory held by the requests in progress: 13 bytes a photograph pixel, "
+        "320 a working-scale pixel."
     )
     body_timeout_s: float = Field(120.0, gt=0, description="Longest a request body may take to arrive; slower ones get 408.")
     drain_max_bytes: int = Field(

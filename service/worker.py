@@ -13,19 +13,20 @@ import logging
 import queue
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from model.checkpoint import Checkpoint
-from model.inference import TileSettings, predict_probabilities, working_mapping, working_tile_count
-from service.admission import DEFAULT_INFER_S, Admission, held_bytes
+from model.fov import FovMapping, synthetic_fundus, working_mapping
+from model.inference import TileSettings, predict_probabilities, working_tile_count
+from service.admission import DEFAULT_INFER_S, Admission, Reservation, held_bytes
 from service.metrics import Metrics
 
 log = logging.getLogger("service.worker")
 
 RESTART_DELAY_S = 1.0
-WARM_UP_SHAPE = (64, 96, 3)
 
 
 class WorkerDied(RuntimeError):
@@ -44,6 +45,8 @@ class InferenceResult:
 @dataclass(eq=False)
 class Job:
     image: np.ndarray
+    mapping: FovMapping
+    """How the model sees the image (``model.fov.working_mapping``), made when the request was admitted."""
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     enqueued_at: float = field(default_factory=time.perf_counter)
@@ -102,7 +105,7 @@ class Worker:
     def _run(self) -> None:
         try:
             started = time.perf_counter()
-            predict_probabilities(self.checkpoint.model, np.full(WARM_UP_SHAPE, 128, np.uint8), self.tiles,
+            predict_probabilities(self.checkpoint.model, synthetic_fundus(self.checkpoint.config), self.tiles,
                                   self.checkpoint.calibration)
             if not self.infer_s_measured:  # the warm-up runs a whole working-scale image
                 self.infer_s_average = time.perf_counter() - started
@@ -121,8 +124,8 @@ class Worker:
             return
         started = time.perf_counter()
         model = self.checkpoint.model
+        mapping = job.mapping
         try:
-            mapping = working_mapping(job.image, model.config)
             probabilities = predict_probabilities(model, job.image, self.tiles, self.checkpoint.calibration, mapping)
         except Exception as exc:
             job.settle(error=exc)
@@ -217,14 +220,18 @@ class WorkerPool:
     def retry_after(self) -> int:
         return self.admission.retry_after_s()
 
-    def admit(self, pixels: int):
+    def admit(self, pixels: int) -> AbstractContextManager[Reservation]:
         """Hold a place, and the memory of an image of ``pixels``, for the request's decode, queue wait,
         inference and encode; raises ``service.admission.Overloaded`` when the request could not finish in time."""
         return self.admission.admit(held_bytes(pixels))
 
-    def submit(self, image: np.ndarray) -> Job:
+    def map(self, image: np.ndarray) -> FovMapping:
+        """How the served model sees ``image``; raises ``model.fov.PhotographTooSmall`` for one it cannot."""
+        return working_mapping(image, self.checkpoint.config)
+
+    def submit(self, image: np.ndarray, mapping: FovMapping) -> Job:
         loop = asyncio.get_running_loop()
-        job = Job(image=image, loop=loop, future=loop.create_future())
+        job = Job(image=image, mapping=mapping, loop=loop, future=loop.create_future())
         self.jobs.put(job)
         return job
 

@@ -15,9 +15,11 @@ from model.config import LESIONS
 from model.dicom_seg import SEG_TYPES
 from model.rendering import lesion_masks
 from model.summary import ScreeningSummary, summarise
-from service.admission import Overloaded
-from service.decoding import decode_photo
+from model.fov import FovMapping, PhotographTooSmall
+from service.admission import Overloaded, working_bytes
+from service.decoding import Photo, decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
+from service.metrics import Metrics
 from service.dicom import require_dicom_source, segmentation_bytes
 from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
@@ -64,7 +66,8 @@ ERRORS = {
         413: "The upload has too many bytes or too many pixels.",
         406: "The Accept header asks for a format RedSeg does not offer, or for DICOM with a non-DICOM upload.",
         415: "Not an image, an unsupported content type, or a DICOM file that is not a supported photograph.",
-        422: "Bad parameters, or no 'image' file field.",
+        422: "Bad parameters, no 'image' file field, or a photograph too small for the model (its field of view "
+        "too few pixels across: the detail says how many are needed).",
         500: "Inference failed; the message carries an error id found in the server log.",
         503: "Busy (no answer possible within the request timeout), timed out, not ready, or shutting down: see Retry-After.",
     }.items()
@@ -144,15 +147,15 @@ async def segment(
     data = await read_image_field(request, settings.max_upload_bytes)
     started = time.perf_counter()
     try:
-        with pool.admit(pixels_to_hold(data, settings.max_pixels)):
-            photo = await run_in_threadpool(decode_photo, data, settings.max_pixels)
-            image = photo.pixels
+        with pool.admit(pixels_to_hold(data, settings.max_pixels)) as reservation:
+            photo, mapping = await _decode_and_map(data, settings.max_pixels, pool)
             del data
+            reservation.grow(working_bytes(mapping.size))
             if answer_format is AnswerFormat.DICOM:
                 require_dicom_source(photo.dicom)
                 wanted = frozenset()
             decoded = time.perf_counter()
-            job = pool.submit(image)
+            job = pool.submit(photo.pixels, mapping)
             try:
                 result = await _infer(request, pool, job, settings.request_timeout_s - (decoded - started))
             except (ServiceError, ClientGone):
@@ -161,13 +164,11 @@ async def segment(
                 metrics.inference_errors.inc()
                 return internal_error("inference failed", exc)
             inferred = time.perf_counter()
-            ckpt = pool.checkpoint
-            thresholds = dict(ckpt.thresholds)
-            thresholds.update({lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None})
-            rendered, summary = await _render_and_summarise(image, result.probabilities, thresholds, wanted, ckpt)
+            thresholds = _thresholds(pool.checkpoint, threshold_ma, threshold_he)
+            rendered, summary = await _render_and_summarise(photo.pixels, result.probabilities, thresholds, wanted, pool.checkpoint)
             if answer_format is AnswerFormat.DICOM:
                 seg = await run_in_threadpool(
-                    segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, ckpt
+                    segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, pool.checkpoint
                 )
     except Overloaded as exc:
         raise unavailable(exc.reason, exc.detail, exc.retry_after_s) from None
@@ -175,29 +176,46 @@ async def segment(
         metrics.rejected.labels(reason="client_disconnected").inc()
         return Response(status_code=499)
     finished = time.perf_counter()
-
-    height, width = image.shape[:2]
-    metrics.stage_seconds.labels(stage="decode").observe(decoded - started)
-    metrics.stage_seconds.labels(stage="encode").observe(finished - inferred)
-    metrics.image_pixels.observe(height * width)
-    for lesion, stats in rendered.lesions.items():
-        metrics.area_fraction.labels(lesion=lesion).observe(stats.area_fraction)
-        metrics.components.labels(lesion=lesion).observe(stats.components)
-    if summary.referral is not None:
-        metrics.referral_score.observe(summary.referral.score)
+    timings = Timings(decode_s=decoded - started, queue_wait_s=result.queue_wait_s, infer_s=result.infer_s,
+                      encode_s=finished - inferred, total_s=finished - started)
+    _observe(metrics, photo.pixels, rendered, summary, timings)
+    ckpt = pool.checkpoint
+    height, width = photo.pixels.shape[:2]
     answer = SegmentResponse(
         model=ModelInfo(name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256, device=result.device),
         image=ImageInfo(width=width, height=height),
         lesions=rendered.lesions,
         screening=ScreeningResult.of(summary),
-        timings=Timings(
-            decode_s=decoded - started,
-            queue_wait_s=result.queue_wait_s,
-            infer_s=result.infer_s,
-            encode_s=finished - inferred,
-            total_s=finished - started,
-        ),
+        timings=timings,
     )
     if answer_format is AnswerFormat.DICOM:
         return dicom_response(seg, answer)
     return await run_in_threadpool(answer_response, answer_format, answer, rendered.files)
+
+
+async def _decode_and_map(data: bytes, max_pixels: int, pool: WorkerPool) -> tuple[Photo, FovMapping]:
+    """The photograph, and how the model will see it; a 422 for one too small for the model."""
+    photo = await run_in_threadpool(decode_photo, data, max_pixels)
+    try:
+        mapping = await run_in_threadpool(pool.map, photo.pixels)
+    except PhotographTooSmall as exc:
+        raise ServiceError(422, "too_small", str(exc)) from None
+    return photo, mapping
+
+
+def _thresholds(ckpt: Checkpoint, threshold_ma: float | None, threshold_he: float | None) -> dict[str, float]:
+    """The checkpoint's operating thresholds, with those the request sets."""
+    asked = {lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None}
+    return dict(ckpt.thresholds) | asked
+
+
+def _observe(metrics: Metrics, image: np.ndarray, rendered: Rendered, summary: ScreeningSummary, timings: Timings) -> None:
+    """The request's stage times and output statistics, for the service's metrics."""
+    metrics.stage_seconds.labels(stage="decode").observe(timings.decode_s)
+    metrics.stage_seconds.labels(stage="encode").observe(timings.encode_s)
+    metrics.image_pixels.observe(image.shape[0] * image.shape[1])
+    for lesion, stats in rendered.lesions.items():
+        metrics.area_fraction.labels(lesion=lesion).observe(stats.area_fraction)
+        metrics.components.labels(lesion=lesion).observe(stats.components)
+    if summary.referral is not None:
+        metrics.referral_score.observe(summary.referral.score)

@@ -94,6 +94,26 @@ def test_bad_image_among_good_ones(tmp_path, checkpoint, images, capsys):
     assert [line.split(":")[0] for line in captured.out.splitlines()] == [str(images[0]), str(images[1])]
 
 
+def test_a_photograph_too_small_for_the_model_is_reported_by_name_and_the_others_go_on(tmp_path, checkpoint, images, capsys):
+    tiny = tmp_path / "in" / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((1, 1, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    assert main([str(tiny), str(images[0]), "--out", str(out), "--checkpoint", str(checkpoint)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert any(line.startswith(f"redseg-segment: error: {tiny}: the photograph is too small for the model") for line in errors)
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a") + ["screening.csv"])
+
+
+def test_a_run_whose_every_image_fails_leaves_no_screening_table(tmp_path, checkpoint):
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((5, 5, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "screening.csv").write_text("image,MA_count\nold.jpg,3\n")  # an earlier run's table is not this run's
+    assert main([str(tiny), "--out", str(out), "--checkpoint", str(checkpoint)]) == 1
+    assert list(out.iterdir()) == []
+
+
 def test_errors_go_to_a_log_as_whole_lines(tmp_path, checkpoint, images, capsys):
     """Where stderr is not a terminal there is no bar, so no error lands after a bar's carriage return."""
     missing = tmp_path / "in" / "missing.png"

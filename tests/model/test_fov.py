@@ -4,35 +4,32 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
 from model.checkpoint import FAST_CHECKPOINT, load_checkpoint
 from model.config import RedSegConfig
 from model.fov import (
     ALIGN,
     IDRID_DISC_DIAMETER,
+    MAX_ENLARGEMENT,
+    PhotographTooSmall,
     aligned_scale,
     detect_disc,
     disc_mapping,
     idrid_fov_diameter,
     long_side_mapping,
+    max_working_side,
+    synthetic_fundus,
     working_mapping,
 )
 from model.imageio import read_image
 from model.inference import predict_probabilities, working_size
 
+from tests.generated_images import any_image, cut_disc
+
 from .conftest import SAMPLE_IMAGE
 
 FOV = RedSegConfig(fov_diameter=idrid_fov_diameter(1440))
-
-
-def cut_disc(height: int, width: int, cx: float, cy: float, radius: float) -> np.ndarray:
-    """A bright textured disc on black, cut by the frame wherever it reaches beyond it."""
-    yy, xx = np.mgrid[:height, :width]
-    inside = np.hypot(xx - cx, yy - cy) <= radius
-    texture = (60 * (1 + np.sin(xx / 5.0) * np.cos(yy / 7.0))).astype(np.uint8)
-    image = np.zeros((height, width, 3), np.uint8)
-    image[inside] = np.stack([120 + texture, texture, np.full_like(texture, 10)], -1)[inside]
-    return image
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +145,51 @@ def test_tile_count_of_a_disc_scaled_model_follows_the_disc(sample):
     assert working_tile_count((976, 1200), model, TileSettings(tile_size=512, tta="dihedral")) == 8 * 3 * 3
     with pytest.raises(ValueError, match="needs the image"):
         tile_count(2848, 4288, model, settings)
+
+
+@pytest.mark.parametrize(
+    "name, image",
+    [
+        ("1x1", np.full((1, 1, 3), 200, np.uint8)),
+        ("5x5", np.full((5, 5, 3), 200, np.uint8)),
+        ("8x8 flat", np.full((8, 8, 3), 90, np.uint8)),
+        ("60 px disc in a 4000 px frame", np.pad(cut_disc(60, 60, 29.5, 29.5, 30), ((1970, 1970), (1970, 1970), (0, 0)))),
+        ("strip 3x200", np.full((3, 200, 3), 150, np.uint8)),
+    ],
+)
+def test_a_photograph_too_small_for_the_model_is_refused_with_the_size_it_needs(name, image):
+    with pytest.raises(PhotographTooSmall, match=r"at least 287 are needed") as refused:
+        working_mapping(image, FOV)
+    assert refused.value.needed == 287 == np.ceil(FOV.fov_diameter / MAX_ENLARGEMENT)
+
+
+def test_a_long_side_model_refuses_a_photograph_it_would_enlarge_too_much():
+    config = RedSegConfig(working_long_side=256)
+    assert working_mapping(np.zeros((48, 64, 3), np.uint8), config).size == (192, 256)
+    with pytest.raises(PhotographTooSmall, match="its longer side is 63 pixels, and at least 64"):
+        working_mapping(np.zeros((40, 63, 3), np.uint8), config)
+
+
+def test_a_copy_downscaled_to_640_pixels_is_still_accepted(sample):
+    small = cv2.resize(sample, (640, 425), interpolation=cv2.INTER_AREA)
+    mapping = working_mapping(small, FOV)
+    assert mapping.disc.found and 2.0 < mapping.scale < MAX_ENLARGEMENT
+
+
+def test_the_warm_up_image_is_seen_at_the_models_own_scale():
+    for config in (FOV, RedSegConfig(working_long_side=256)):
+        mapping = working_mapping(synthetic_fundus(config), config)
+        assert mapping.scale in (None, pytest.approx(1.0, abs=0.02))
+        assert max(mapping.size) <= max_working_side(config)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(image=any_image())
+def test_the_working_image_is_bounded_for_any_upload(image):
+    """No shape or content makes the working-scale image larger than the model's own scale allows."""
+    try:
+        mapping = working_mapping(image, FOV)
+    except PhotographTooSmall:
+        return
+    assert max(mapping.size) <= max_working_side(FOV)
+    assert mapping.scale is None or mapping.scale <= MAX_ENLARGEMENT

@@ -5,6 +5,7 @@ import torch
 
 import model.inference as inference
 from model import LESIONS, TileSettings, predict_probabilities
+from model.fov import PhotographTooSmall
 from model.imageio import read_image
 from model.inference import fov_mask, sliding_window, tile_count, tile_grid, tile_layout, tile_span
 
@@ -36,9 +37,9 @@ def normalised(model, image: np.ndarray) -> torch.Tensor:
 
 # MONAI-style table: (image height, width, tile settings), output shape == input shape.
 SHAPE_CASES = [
-    (1, 1, TileSettings()),
-    (5, 7, TileSettings()),
-    (16, 16, TileSettings(tile_size=128, min_overlap=0)),
+    (64, 1, TileSettings()),  # the least long side the tiny model (256) takes: enlarged 4 times
+    (5, 70, TileSettings()),
+    (64, 64, TileSettings(tile_size=128, min_overlap=0)),
     (33, 65, TileSettings(tile_size=64, min_overlap=8)),
     (101, 77, TileSettings(tile_size=48, min_overlap=16, batch_size=3)),
     (300, 200, TileSettings(tile_size=64, min_overlap=32)),  # portrait, resized to the working scale
@@ -57,6 +58,12 @@ def test_output_shape_equals_input_shape(model, height, width, settings):
     assert probabilities.dtype == np.float32
     assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
     assert np.isfinite(probabilities).all()
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (5, 7), (63, 63), (1, 63)])
+def test_a_photograph_the_model_would_enlarge_over_4_times_is_refused(model, height, width):
+    with pytest.raises(PhotographTooSmall, match="at least 64 are needed"):
+        predict_probabilities(model, fundus_like(height, width))
 
 
 @pytest.mark.parametrize(

@@ -91,18 +91,20 @@ def serve_in_thread(settings: Settings, wait: bool = True) -> Iterator[str]:
         sock.close()
 
 
-def serve_subprocess(env: dict[str, str], port: int, output: int = subprocess.PIPE) -> subprocess.Popen:
+def serve_subprocess(env: dict[str, str], port: int, output: int = subprocess.PIPE, **popen) -> subprocess.Popen:
     """``redseg-serve``, as `make serve` runs it, configured by REDSEG_* variables. A long-lived
     server should send its ``output`` (the access log) to DEVNULL: an unread pipe fills and blocks it."""
     command = [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT, text=True, **popen
+    )
 
 
 @contextmanager
-def running_server(env: dict[str, str], timeout_s: float = 240.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_server(env: dict[str, str], timeout_s: float = 240.0, **popen) -> Iterator[tuple[str, subprocess.Popen]]:
     """``serve_subprocess`` on a free port, ready; its base URL and process. Stopped (then killed if need be) on exit."""
     port = free_port()
-    process = serve_subprocess(env, port, output=subprocess.DEVNULL)
+    process = serve_subprocess(env, port, output=subprocess.DEVNULL, **popen)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base_url, timeout_s, alive=lambda: process.poll() is None)

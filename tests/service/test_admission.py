@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import service.worker
-from service.admission import BYTES_PER_PIXEL_HELD, Admission, Overloaded
+from service.admission import BYTES_PER_PIXEL_HELD, WORKING_BYTES_PER_PIXEL, Admission, Overloaded, working_bytes
 from tests.service.helpers import make_settings, png, segment, serve_in_thread
 
 
@@ -74,6 +74,22 @@ def test_image_memory_has_a_hard_cap_whatever_the_wait():
     assert gate.image_bytes == 2 * full_size
 
 
+def test_the_working_scale_cost_is_counted_before_the_request_is_queued():
+    photo = 4288 * 2848 * BYTES_PER_PIXEL_HELD
+    working = working_bytes((976, 1200))
+    assert working == 976 * 1200 * WORKING_BYTES_PER_PIXEL
+    gate = admission(max_image_bytes=2 * photo + working)
+    first = gate.admit(photo)
+    first.__enter__().grow(working)
+    with gate.admit(photo) as second:
+        assert gate.image_bytes == 2 * photo + working
+        with pytest.raises(Overloaded) as refused:
+            second.grow(working)
+        assert refused.value.reason == "memory_full"
+    first.__exit__(None, None, None)
+    assert gate.image_bytes == 0 and gate.in_flight == 0
+
+
 def test_a_single_image_over_the_cap_is_still_served_alone():
     gate = admission(max_image_bytes=1000)
     held: list = []
@@ -101,7 +117,7 @@ def test_a_burst_within_the_timeout_is_all_served(checkpoint, monkeypatch: pytes
         return real_predict(model, image, settings, calibration, mapping)
 
     monkeypatch.setattr(service.worker, "predict_probabilities", slow_predict)
-    image = png(np.full((40, 60, 3), 120, np.uint8))
+    image = png(np.full((64, 96, 3), 120, np.uint8))
     with serve_in_thread(make_settings(checkpoint, queue_size=32)) as url, httpx.Client(
         base_url=url, timeout=60, limits=httpx.Limits(max_connections=8)
     ) as http:

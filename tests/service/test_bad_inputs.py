@@ -192,6 +192,10 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "threshold NaN": (upload(small_png, threshold_ma="nan"), 422),
         "unknown outputs value": (upload(small_png, outputs="masks,heatmap"), 422),
         "GET /segment": (get_segment, 405),
+        "1x1 PNG (too small for the model)": (upload(png(np.full((1, 1, 3), 200, np.uint8))), 422),
+        "5x5 PNG": (upload(png(np.full((5, 5, 3), 200, np.uint8))), 422),
+        "8x8 flat JPEG": (upload(encoded(".jpg", np.full((8, 8, 3), 90, np.uint8)), "x.jpg", "image/jpeg"), 422),
+        "3000x1 strip (bounded by its long side)": (upload(png(np.full((1, 3000, 3), 150, np.uint8))), 200),
         "bearer token sent when none is needed": (
             lambda http: http.post(
                 "/segment", files={"image": ("x.png", small_png, "image/png")}, headers={"Authorization": "Bearer x"}
@@ -241,6 +245,15 @@ def test_bad_parameters_have_the_same_error_shape_with_a_list_of_problems(client
     body = response.json()
     assert body["detail"].startswith("invalid request: query threshold_ma: ") and "less than or equal to 1" in body["detail"]
     assert body["errors"] == [{"loc": ["query", "threshold_ma"], "msg": "Input should be less than or equal to 1", "type": "less_than_equal"}]
+
+
+def test_a_photograph_too_small_for_the_model_says_what_size_it_needs(client: httpx.Client):
+    response = client.post("/segment", files={"image": ("x.png", png(np.full((1, 1, 3), 200, np.uint8)), "image/png")})
+    assert response.status_code == 422
+    assert response.json() == {"detail": "the photograph is too small for the model: its longer side is 1 pixels, and at "
+                               "least 64 are needed (the model enlarges a photograph at most 4 times); send the camera's "
+                               "original photograph"}
+    assert 'redseg_requests_rejected_total{reason="too_small"}' in client.get("/metrics").text
 
 
 def test_at_least_fifteen_kinds_of_bad_input():

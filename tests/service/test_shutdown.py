@@ -38,7 +38,7 @@ def slow_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def image_of_width(width: int) -> bytes:
-    return png(np.full((40, width, 3), 120, np.uint8))
+    return png(np.full((64, width, 3), 120, np.uint8))  # 64: the tiny model enlarges it 4 times, its most
 
 
 @contextmanager

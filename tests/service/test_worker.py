@@ -39,7 +39,7 @@ def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def image_of_width(width: int) -> bytes:
-    return png(np.full((40, width, 3), 120, np.uint8))
+    return png(np.full((64, width, 3), 120, np.uint8))  # 64: the tiny model enlarges it 4 times, its most
 
 
 def test_full_queue_answers_503_at_once_and_every_request_is_answered(checkpoint, predict_calls):
