@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.fov import idrid_fov_diameter  # noqa: E402
 from model.inference import predict_probabilities  # noqa: E402
-from training.idrid import DEFAULT_ROOT, list_samples, load_sample  # noqa: E402
-from training.metrics import PRAccumulator  # noqa: E402
+from training.data.idrid import DEFAULT_ROOT, list_samples, load_sample  # noqa: E402
+from training.evaluation.metrics import PRAccumulator  # noqa: E402
 
 
 def variants(image: np.ndarray):

@@ -33,8 +33,9 @@ from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from model.config import RedSegConfig  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
-from model.imageio import read_image  # noqa: E402
-from model.inference import TileSettings, predict_probabilities, working_mapping  # noqa: E402
+from model.formats.images import read_image  # noqa: E402
+from model.fov import working_mapping  # noqa: E402
+from model.inference import TileSettings, predict_probabilities  # noqa: E402
 from model.network import RedSeg, fold_batch_norm  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
 

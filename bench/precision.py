@@ -27,10 +27,10 @@ from model.cli_help import plain_help  # noqa: E402
 from model.config import LESIONS  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
 from model.inference import TileSettings, predict_working_scale  # noqa: E402
-from training.cache import WorkingScaleCache  # noqa: E402
-from training.idrid import DEFAULT_HOLDOUT, DEFAULT_ROOT, list_samples, split_holdout  # noqa: E402
-from training.metrics import PRAccumulator  # noqa: E402
-from training.pack import read_pack  # noqa: E402
+from training.data.cache import WorkingScaleCache  # noqa: E402
+from training.data.idrid import DEFAULT_HOLDOUT, DEFAULT_ROOT, list_samples, split_holdout  # noqa: E402
+from training.evaluation.metrics import PRAccumulator  # noqa: E402
+from training.data.pack import read_pack  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -6,7 +6,7 @@ One inference on the image (its time is printed for scale), then, interleaved an
 the non-network work of one request with the default outputs (masks + probabilities):
 - before: the pipeline as it was (numpy masks, statistics and uint16 conversion, PNGs with
   libpng's default adaptive filters, base64 in JSON), rebuilt here from those primitives;
-- JSON now: service.encoding.render beside the screening summary (as the service runs them), then
+- JSON now: service.rendering.render beside the screening summary (as the service runs them), then
   the JSON answer (base64 PNGs);
 - zip now: the same, then the zip answer (Accept: application/zip, no base64);
 - DICOM SEG: the BINARY and FRACTIONAL SEG of the same image sent as a DICOM photograph.
@@ -35,15 +35,15 @@ import numpy as np  # noqa: E402
 from model import load_checkpoint, predict_probabilities  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.config import LESIONS  # noqa: E402
-from model.dicom import read_dicom, to_bytes  # noqa: E402
-from model.dicom_seg import segmentation  # noqa: E402
-from model.rendering import threshold_level  # noqa: E402
+from model.formats.dicom import read_dicom, to_bytes  # noqa: E402
+from model.formats.dicom_seg import segmentation  # noqa: E402
+from model.screening.masks import threshold_level  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
-from service.encoding import parse_outputs, render  # noqa: E402
+from service.rendering import parse_outputs, render  # noqa: E402
 from service.responses import AnswerFormat, answer_response  # noqa: E402
-from model.summary import summarise  # noqa: E402
+from model.screening.summary import summarise  # noqa: E402
 from service.schemas import ImageInfo, ModelInfo, SegmentResponse, Timings  # noqa: E402
-from service.screening import ScreeningResult  # noqa: E402
+from service.schemas import ScreeningResult  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 

@@ -43,10 +43,10 @@ from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, 
 from bench.inference import nchw_reference, working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
-from model.rendering import lesion_masks  # noqa: E402
-from model.summary import summarise  # noqa: E402
+from model.screening.masks import lesion_masks  # noqa: E402
+from model.screening.summary import summarise  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
-from service.encoding import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
+from service.rendering import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.processes import free_port, stop, wait_until  # noqa: E402
 

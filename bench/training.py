@@ -39,11 +39,11 @@ from model.config import RedSegConfig  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
-from training.cache import WorkingScaleCache  # noqa: E402
+from training.data.cache import WorkingScaleCache  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.dataset import AugmentConfig, IterationBatchSampler, PatchDataset  # noqa: E402
+from training.data.dataset import AugmentConfig, IterationBatchSampler, PatchDataset  # noqa: E402
 from training.engine import build_model, build_optimizer, build_scheduler, train_step  # noqa: E402
-from training.idrid import data_root, list_samples, split_holdout  # noqa: E402
+from training.data.idrid import data_root, list_samples, split_holdout  # noqa: E402
 from training.losses import DeepSupervision, build_loss  # noqa: E402
 
 

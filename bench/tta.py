@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.inference import nchw_reference, working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-from model.imageio import read_image  # noqa: E402
+from model.formats.images import read_image  # noqa: E402
 from model.inference import TileSettings, predict_probabilities  # noqa: E402
 from model.tta import TTA_MODES  # noqa: E402
 

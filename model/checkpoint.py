@@ -24,8 +24,10 @@ from model.precision import to_channels_last
 FORMAT = "redseg-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "redseg"
-SCREENING_KEY = "screening"
+REFERRAL_KEY = "referral"
 """Metadata entry holding the fitted referral score; optional, so older checkpoints still load."""
+LEGACY_REFERRAL_KEY = "screening"
+"""Where checkpoints made before 2026-12-02 (the bundled ones among them) hold it; still read."""
 CALIBRATION_KEY = "calibration"
 """Metadata entry holding the probability calibration; optional, likewise."""
 
@@ -50,8 +52,8 @@ class Checkpoint:
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     sha256: str = ""
-    screening: dict | None = None
-    """The fitted referral score (``model.referral.ReferralScore.to_dict``), absent in older checkpoints."""
+    referral: dict | None = None
+    """The fitted referral score (``model.screening.referral.ReferralScore.to_dict``), absent in older checkpoints."""
     calibration: Calibration | None = None
     """Maps the network's scores to calibrated probabilities (``redseg-calibrate``); None: raw scores."""
 
@@ -74,7 +76,7 @@ def save_checkpoint(
     version: str = "0",
     provenance: dict | None = None,
     metrics: dict | None = None,
-    screening: dict | None = None,
+    referral: dict | None = None,
     half: bool = False,
     calibration: Calibration | None = None,
 ) -> Path:
@@ -90,8 +92,8 @@ def save_checkpoint(
         "provenance": provenance or {},
         "metrics": metrics or {},
     }
-    if screening is not None:
-        meta[SCREENING_KEY] = screening
+    if referral is not None:
+        meta[REFERRAL_KEY] = referral
     if calibration is not None:
         meta[CALIBRATION_KEY] = calibration.to_dict()
     dtype = torch.float16 if half else torch.float32
@@ -114,9 +116,9 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
-def write_screening(path: str | Path, screening: dict) -> None:
+def write_referral(path: str | Path, referral: dict) -> None:
     """Store a fitted referral score in an existing checkpoint's metadata (weights untouched)."""
-    update_metadata(path, **{SCREENING_KEY: screening})
+    update_metadata(path, drop=(LEGACY_REFERRAL_KEY,), **{REFERRAL_KEY: referral})
 
 
 def model_digest(path: str | Path) -> str:
@@ -209,7 +211,7 @@ def load_checkpoint(
         provenance=meta.get("provenance", {}),
         metrics=meta.get("metrics", {}),
         sha256=file_sha256(path),
-        screening=meta.get(SCREENING_KEY),
+        referral=meta.get(REFERRAL_KEY, meta.get(LEGACY_REFERRAL_KEY)),
         calibration=calibration,
     )
 

@@ -14,14 +14,16 @@ from tqdm import tqdm
 from model.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from model.config import LESIONS
 from model.devices import resolve_device
-from model.dicom import is_dicom, read_dicom, to_bytes
-from model.dicom_seg import SEG_TYPES, segmentation
+from model.formats.dicom import is_dicom, read_dicom, to_bytes
+from model.formats.dicom_seg import SEG_TYPES, segmentation
 from model.fov import PhotographTooSmall
-from model.imageio import ImageDecodeError, decode_image, read_bytes
+from model.formats.images import ImageDecodeError, decode_image, read_bytes
 from model.inference import TileSettings, predict_probabilities
 from model.precision import PRECISIONS
-from model.rendering import LesionStats, encode_png, lesion_masks, overlay
-from model.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
+from model.formats.png import encode_png
+from model.screening.masks import LesionStats, lesion_masks
+from model.screening.overlay import overlay
+from model.screening.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
 from model.tta import TTA_MODES, resolve_tta
 
 PROG = "redseg-segment"

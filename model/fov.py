@@ -31,7 +31,7 @@ MIN_ARC_DEGREES = 90
 
 IDRID_DISC_DIAMETER = 3413.2
 """The fundus disc's diameter in IDRiD's 4288x2848 photographs: the median of ``detect_disc`` over the
-54 segmentation images (``python -m training.fov_reference``; 52 of them within 3410.9-3427.5,
+54 segmentation images (``python -m training.data.fov_reference``; 52 of them within 3410.9-3427.5,
 IDRiD_04 and _12, taken with a wider field, 3799 and 3801)."""
 
 IDRID_LONG_SIDE = 4288

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from model.calibration import Calibration
-from model.fov import FOV_RED_THRESHOLD, FovMapping, fov_mask, working_mapping, working_size  # noqa: F401 (re-exported)
+from model.fov import FovMapping, fov_mask, working_mapping, working_size
 from model.network import RedSeg
 from model.precision import autocast, check_precision, to_channels_last
 from model.tta import TTA_MODES, augmented, check_tta

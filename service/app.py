@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.referral import DISCLAIMER
+from model.screening.referral import DISCLAIMER
 from service.errors import install_error_handlers
 from service.openapi import install_openapi
 from service.limits import BodyLimitMiddleware, BodyLimits

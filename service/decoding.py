@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from model.dicom import is_dicom
-from model.imageio import ImageDecodeError, ImageTooLargeError, decode_raw, to_rgb8
+from model.formats.dicom import is_dicom
+from model.formats.images import ImageDecodeError, ImageTooLargeError, decode_raw, to_rgb8
 from service.dicom import decode_dicom
 from service.errors import ServiceError
 from service.image_checks import check_jpeg_whole

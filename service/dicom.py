@@ -8,8 +8,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from model.checkpoint import Checkpoint
-from model.dicom import DicomCorrupt, DicomPhoto, DicomTooLarge, DicomUnsupported, read_dicom, to_bytes
-from model.dicom_seg import segmentation
+from model.formats.dicom import DicomCorrupt, DicomPhoto, DicomTooLarge, DicomUnsupported, read_dicom, to_bytes
+from model.formats.dicom_seg import segmentation
 from service.errors import ServiceError
 
 # highdicom logs every module it copies into a SEG at INFO; the service's log is for requests.

@@ -12,7 +12,7 @@ from io import BytesIO
 
 from fastapi import Response
 
-from service.encoding import FILE_NAMES, OVERLAY_FILE
+from service.rendering import FILE_NAMES, OVERLAY_FILE
 from service.errors import ServiceError
 from service.schemas import SegmentResponse
 

@@ -16,7 +16,7 @@ from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
-from model.dicom import to_bytes  # noqa: F401  (the tests write their photographs with it)
+from model.formats.dicom import to_bytes  # noqa: F401  (the tests write their photographs with it)
 
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "RS-0001", "PatientBirthDate": "19600101", "PatientSex": "F"}
 

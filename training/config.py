@@ -15,7 +15,7 @@ from model.config import RedSegConfig
 from model.fov import idrid_fov_diameter
 from model.inference import TileSettings
 from model.precision import check_precision
-from training.idrid import DEFAULT_HOLDOUT
+from training.data.idrid import DEFAULT_HOLDOUT
 
 _NETWORK = RedSegConfig()
 _TILES = TileSettings()

@@ -17,8 +17,8 @@ from model.imagenet import load_imagenet_encoder
 from model.inference import TileSettings, predict_working_scale
 from model.network import RedSeg
 from model.precision import autocast, to_channels_last
-from training.cache import CachedSample
-from training.metrics import PRAccumulator
+from training.data.cache import CachedSample
+from training.evaluation.metrics import PRAccumulator
 
 
 def build_model(model_config: dict, init: str | None) -> RedSeg:

@@ -39,9 +39,9 @@ from model.config import LESIONS, RedSegConfig
 from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import to_channels_last, uses_bf16
-from training.cache import WorkingScaleCache
+from training.data.cache import WorkingScaleCache
 from training.config import ConfigError, load_config
-from training.dataset import AugmentConfig, IterationBatchSampler, PatchDataset
+from training.data.dataset import AugmentConfig, IterationBatchSampler, PatchDataset
 from training.engine import (
     build_model,
     build_optimizer,
@@ -54,8 +54,8 @@ from training.engine import (
     unwrap,
     validate,
 )
-from training.idrid import data_root, list_samples, split_holdout
-from training.pack import PackError, read_pack
+from training.data.idrid import data_root, list_samples, split_holdout
+from training.data.pack import PackError, read_pack
 from training.losses import DeepSupervision, build_loss
 from training.plots import plot_curves
 

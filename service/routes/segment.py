@@ -12,21 +12,20 @@ from starlette.concurrency import run_in_threadpool
 
 from model.checkpoint import Checkpoint
 from model.config import LESIONS
-from model.dicom_seg import SEG_TYPES
-from model.rendering import lesion_masks
-from model.summary import ScreeningSummary, summarise
+from model.formats.dicom_seg import SEG_TYPES
+from model.screening.masks import lesion_masks
+from model.screening.summary import ScreeningSummary, summarise
 from model.fov import FovMapping, PhotographTooSmall
 from service.admission import Overloaded, working_bytes
 from service.decoding import Photo, decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.metrics import Metrics
 from service.dicom import require_dicom_source, segmentation_bytes
-from service.encoding import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
+from service.rendering import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
-from service.screening import ScreeningResult
-from service.schemas import ErrorResponse, ImageInfo, ModelInfo, SegmentResponse, Timings
+from service.schemas import ErrorResponse, ImageInfo, ModelInfo, ScreeningResult, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, WorkerPool
 

@@ -8,7 +8,7 @@ from model.calibration import Calibration, Platt
 from model.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint, update_metadata
 from model.inference import TileSettings, predict_probabilities
 
-from .conftest import fundus_like, tiny_model
+from tests.model.conftest import fundus_like, tiny_model
 
 CALIBRATION = Calibration(
     modes={"none": {"MA": Platt(0.5, -3.0), "HE": Platt(0.8, -1.0)}, "flips": {"MA": Platt(0.6, -3.5), "HE": Platt(1.0, -1.2)}},

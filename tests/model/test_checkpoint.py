@@ -14,7 +14,7 @@ from model.checkpoint import (
     update_metadata,
 )
 
-from .conftest import tiny_model
+from tests.model.conftest import tiny_model
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_the_bundled_default_is_the_full_width_model_and_the_fast_one_a_quarter_
     assert (default.config.width, fast.config.width) == (1.0, 0.25)
     assert DEFAULT_CHECKPOINT.stat().st_size <= 30 * 10**6
     for checkpoint in (default, fast):  # calibrated, with a referral score fitted for its own maps
-        assert checkpoint.calibration is not None and checkpoint.screening is not None
+        assert checkpoint.calibration is not None and checkpoint.referral is not None
 
 
 def test_the_loaded_network_has_its_batch_norm_folded_unless_it_is_to_be_trained():

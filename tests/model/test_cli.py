@@ -8,9 +8,9 @@ import pytest
 from model import TileSettings, load_checkpoint, predict_probabilities, save_checkpoint
 from model.cli import main
 from model.config import LESIONS
-from model.rendering import lesion_stats, probability_to_uint16, uint16_to_probability
+from model.screening.masks import lesion_stats, probability_to_uint16, uint16_to_probability
 
-from .conftest import fundus_like, tiny_model
+from tests.model.conftest import fundus_like, tiny_model
 
 
 @pytest.fixture

@@ -22,12 +22,13 @@ from model.fov import (
     synthetic_fundus,
     working_mapping,
 )
-from model.imageio import read_image
-from model.inference import predict_probabilities, working_size
+from model.formats.images import read_image
+from model.fov import working_size
+from model.inference import predict_probabilities
 
 from tests.generated_images import any_image, cut_disc
 
-from .conftest import SAMPLE_IMAGE
+from tests.model.conftest import SAMPLE_IMAGE
 
 FOV = RedSegConfig(fov_diameter=idrid_fov_diameter(1440))
 

@@ -6,10 +6,11 @@ import torch
 import model.inference as inference
 from model import LESIONS, TileSettings, predict_probabilities
 from model.fov import PhotographTooSmall
-from model.imageio import read_image
-from model.inference import fov_mask, sliding_window, tile_count, tile_grid, tile_layout, tile_span
+from model.formats.images import read_image
+from model.fov import fov_mask
+from model.inference import sliding_window, tile_count, tile_grid, tile_layout, tile_span
 
-from .conftest import SAMPLE_IMAGE, fundus_like, tiny_model
+from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
 TILED_VS_WHOLE_ATOL = 0.01
 """Largest |tiled - whole-image| probability in the interior with tiles of 128 and overlap 64."""

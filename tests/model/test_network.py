@@ -4,7 +4,7 @@ import torch
 from model import LESIONS, RedSeg, RedSegConfig
 from model.network import fold_batch_norm
 
-from .conftest import tiny_model
+from tests.model.conftest import tiny_model
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 47), (17, 100), (64, 31), (16, 16)])

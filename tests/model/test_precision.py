@@ -8,9 +8,9 @@ import torch
 
 from model import LESIONS, TileSettings, load_checkpoint, predict_probabilities
 from model.checkpoint import FAST_CHECKPOINT
-from model.imageio import read_image
+from model.formats.images import read_image
 from model.precision import autocast, cpu_has_native_bf16, uses_bf16
-from training.idrid import read_mask
+from training.data.idrid import read_mask
 from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
 IDRID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "idrid"

@@ -5,7 +5,7 @@ import torch
 from model.inference import TileSettings, predict_probabilities, tile_count
 from model.tta import TTA_MODES, augmented, resolve_tta
 
-from .conftest import fundus_like, tiny_model
+from tests.model.conftest import fundus_like, tiny_model
 
 
 def per_pixel(image: torch.Tensor) -> torch.Tensor:

@@ -90,7 +90,7 @@ def test_openapi_documents_the_three_formats(checkpoint: Path):
 def test_json_body_splices_each_file_as_base64_into_its_field():
     from service.responses import json_body
     from service.schemas import ImageInfo, LesionResult, ModelInfo, SegmentResponse, Timings
-    from service.screening import FieldOfViewResult, ScreeningResult
+    from service.schemas import FieldOfViewResult, ScreeningResult
 
     screening = ScreeningResult(lesions={}, field_of_view=FieldOfViewResult(area_pixels=4, fraction_of_image=1.0,
                                 gradable_fraction=1.0), referral=None)

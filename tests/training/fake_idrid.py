@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.idrid import IMAGES_DIR, LESION_DIRS, MASKS_DIR, SPLITS
+from training.data.idrid import IMAGES_DIR, LESION_DIRS, MASKS_DIR, SPLITS
 
 REAL_IDRID = Path(__file__).resolve().parents[3] / "shared" / "data" / "idrid"
 

@@ -6,14 +6,14 @@ import torch
 
 from model.config import RedSegConfig
 from model.network import RedSeg
-from training.cache import WorkingScaleCache
-from training.dataset import AugmentConfig, PatchDataset
+from training.data.cache import WorkingScaleCache
+from training.data.dataset import AugmentConfig, PatchDataset
 from training.engine import build_optimizer, train_step
-from training.idrid import list_samples
+from training.data.idrid import list_samples
 from training.losses import BalancedBCE, DeepSupervision, FNFPLoss, TopKBalancedBCE, TopKSchedule
-from training.metrics import PRAccumulator
+from training.evaluation.metrics import PRAccumulator
 
-from .fake_idrid import REAL_IDRID
+from tests.training.fake_idrid import REAL_IDRID
 
 NO_AUGMENTATION = AugmentConfig(flips=False, rot90=False, brightness=0.0, contrast=0.0, gamma=0.0, scale=0.0)
 

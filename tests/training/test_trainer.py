@@ -15,7 +15,7 @@ from model.fov import idrid_fov_diameter
 from training.engine import load_state
 from training.train import main
 
-from .fake_idrid import REAL_IDRID, make_fake_idrid
+from tests.training.fake_idrid import REAL_IDRID, make_fake_idrid
 
 
 PROJECT = Path(__file__).resolve().parents[2]

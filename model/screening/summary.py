@@ -1,0 +1,100 @@
+"""The screening summary of one photograph, as the service and ``redseg-segment`` report it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.checkpoint import Checkpoint
+from model.config import LESIONS
+from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError
+from model.screening.masks import LesionMasks
+from model.screening.features import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
+
+NO_SCORE = "this checkpoint carries no fitted referral score (fit one with redseg-screen)"
+
+
+@dataclass(frozen=True)
+class Referral:
+    score: float
+    operating_point: float
+    refer: bool
+    validation: dict
+
+
+@dataclass(frozen=True)
+class ScreeningSummary:
+    lesions: dict[str, LesionCount]
+    """At the checkpoint's operating thresholds."""
+    field_of_view: FieldOfView
+    referral: Referral | None
+    note: str | None = None
+    """Why there is no referral score, when there is none."""
+    disclaimer: str = DISCLAIMER
+
+
+def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | None]:
+    """The checkpoint's referral score, or None and the reason."""
+    if not checkpoint.referral:
+        return None, NO_SCORE
+    try:
+        return ReferralScore.from_dict(checkpoint.referral), None
+    except ReferralScoreError as exc:
+        return None, str(exc)
+
+
+def summarise(
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    checkpoint: Checkpoint,
+    masks: LesionMasks | None = None,
+) -> ScreeningSummary:
+    """Lesion counts and areas, the field of view and the referral score of an RGB uint8 photograph.
+
+    ``masks``: the ``lesion_masks`` the caller serves. Made at the checkpoint's thresholds, their
+    regions are the ones counted (not labelled twice); at other thresholds the summary makes its own.
+    """
+    fov = field_of_view(image)
+    if masks is not None and masks.thresholds == checkpoint.thresholds:
+        lesions = {lesion: count_regions(masks.regions[lesion], lesion, fov.area_pixels) for lesion in LESIONS}
+    else:
+        lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
+    score, note = referral_score(checkpoint)
+    if score is None:
+        return ScreeningSummary(lesions, fov, None, note)
+    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}))
+    referral = Referral(value, score.operating_point, value >= score.operating_point, score.validation)
+    return ScreeningSummary(lesions, fov, referral)
+
+
+def one_line(summary: ScreeningSummary) -> str:
+    """``19 MA and 28 HE lesions, gradable 98%, referral score 0.97 >= 0.74: refer``."""
+    counts = " and ".join(f"{found.count} {lesion}" for lesion, found in summary.lesions.items())
+    text = f"{counts} lesions, gradable {100 * summary.field_of_view.gradable_fraction:.0f}%"
+    referral = summary.referral
+    if referral is None:
+        return f"{text}, no referral score"
+    verdict = ">= {:.2f}: refer" if referral.refer else "< {:.2f}: below the referral point"
+    return f"{text}, referral score {referral.score:.2f} {verdict.format(referral.operating_point)}"
+
+
+CSV_FIELDS = [
+    "image", "MA_count", "MA_area_pixels", "MA_area_fraction_fov", "HE_count", "HE_area_pixels", "HE_area_fraction_fov",
+    "fov_area_pixels", "gradable_fraction", "referral_score", "operating_point", "refer",
+]  # fmt: skip
+
+
+def csv_row(image: str, summary: ScreeningSummary) -> dict:
+    """One photograph's summary as a flat row of ``CSV_FIELDS`` (score columns empty without a score)."""
+    row: dict = {"image": image}
+    for lesion, found in summary.lesions.items():
+        row |= {f"{lesion}_count": found.count, f"{lesion}_area_pixels": found.area_pixels}
+        row[f"{lesion}_area_fraction_fov"] = f"{found.area_fraction_fov:.6g}"
+    row |= {"fov_area_pixels": summary.field_of_view.area_pixels}
+    row["gradable_fraction"] = f"{summary.field_of_view.gradable_fraction:.4f}"
+    referral = summary.referral
+    row["referral_score"] = "" if referral is None else f"{referral.score:.4f}"
+    row["operating_point"] = "" if referral is None else f"{referral.operating_point:.4f}"
+    row["refer"] = "" if referral is None else int(referral.refer)
+    return row

@@ -1,0 +1,137 @@
+"""Screening features, the referral score, its place in the checkpoint, and the per-photograph summary."""
+
+import cv2
+import numpy as np
+import pytest
+
+from model import load_checkpoint, save_checkpoint
+from model.checkpoint import model_digest, write_referral
+from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError
+from model.checkpoint import FAST_CHECKPOINT
+from model.formats.images import read_image
+from model.inference import predict_probabilities
+from model.screening.masks import lesion_masks
+from model.screening.features import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, region_stats
+from model.screening.summary import NO_SCORE, csv_row, one_line, summarise
+
+from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
+
+FOV_PIXELS = 1_000_000  # a field of view about 1128 px across: microaneurysms up to about 10 px
+
+
+def test_microaneurysms_are_small_round_regions_and_haemorrhages_every_region():
+    mask = np.zeros((400, 400), np.uint8)
+    cv2.circle(mask, (50, 50), 3, 1, -1)  # a microaneurysm
+    cv2.circle(mask, (150, 50), 4, 1, -1)  # another one
+    cv2.line(mask, (10, 200), (80, 270), 1, 2)  # a vessel fragment: long and thin
+    cv2.circle(mask, (300, 300), 30, 1, -1)  # a blot: far too big for a microaneurysm
+    cv2.rectangle(mask, (200, 100), (203, 130), 1, -1)  # elongated
+    binary = mask.astype(bool)
+    ma = count_lesions(binary, "MA", FOV_PIXELS)
+    he = count_lesions(binary, "HE", FOV_PIXELS)
+    assert ma.count == 2 and he.count == 5
+    small = count_lesions(binary[:100, :200], "HE", FOV_PIXELS)
+    assert ma.area_pixels == small.area_pixels
+    assert he.area_pixels == binary.sum() and he.area_fraction_fov == pytest.approx(binary.sum() / FOV_PIXELS)
+    assert count_lesions(np.zeros((5, 5), bool), "MA", FOV_PIXELS).count == 0
+
+
+def test_gradable_fraction_drops_with_a_dark_half():
+    image = fundus_like(400, 600)
+    assert gradable_fraction(image) > 0.95
+    dark = image.copy()
+    left = dark[:, :300]
+    left[left[..., 0] > 0] = (40, 6, 2)  # still inside the field of view (red > 20), but too dim to grade
+    assert 0.35 < gradable_fraction(dark) < 0.65
+    assert gradable_fraction(np.zeros((50, 50, 3), np.uint8)) == 0.0
+
+
+def test_image_features_names_and_levels():
+    probabilities = np.zeros((2, 200, 200), np.float32)
+    probabilities[0, 20:24, 20:24] = 0.95  # above 0.5 and 0.9, below the operating threshold 0.97
+    probabilities[1, 100:140, 100:140] = 0.6
+    fov = FieldOfView(FOV_PIXELS, 1.0, 1.0)
+    features = image_features(probabilities, {"MA": 0.97, "HE": 0.5}, fov)
+    assert list(features) == feature_names()
+    assert features["MA_count_p50"] == features["MA_count_p90"] == 1 and features["MA_count_op"] == 0
+    assert features["HE_count_op"] == 1 and features["HE_count_p90"] == 0
+    assert features["HE_area_op"] == pytest.approx(1600 / FOV_PIXELS)
+    assert features["HE_soft"] == pytest.approx(0.6 * 1600 / FOV_PIXELS, rel=1e-5)
+    assert image_features(probabilities, {"MA": 0.97, "HE": 0.5}, fov, ["HE_count_op"]) == {"HE_count_op": 1.0}
+    with pytest.raises(ValueError, match="unknown"):
+        image_features(probabilities, {"MA": 0.5, "HE": 0.5}, fov, ["HE_colour"])
+
+
+def score_model(operating_point: float = 0.5) -> ReferralScore:
+    return ReferralScore(
+        features=["HE_count_op", "MA_count_op"], units=[1.0, 1.0], mean=[1.0, 1.0], scale=[1.0, 1.0],
+        coef=[2.0, 1.0], intercept=-1.0, operating_point=operating_point, validation={"roc_auc": 0.9},
+    )  # fmt: skip
+
+
+def test_referral_score_is_monotone_and_round_trips():
+    score = score_model()
+    low, high = score.score({"HE_count_op": 0, "MA_count_op": 0}), score.score({"HE_count_op": 20, "MA_count_op": 3})
+    assert 0 < low < high < 1
+    assert ReferralScore.from_dict(score.to_dict()) == score
+    with pytest.raises(ReferralScoreError, match="version"):
+        ReferralScore.from_dict(score.to_dict() | {"features_version": 0})
+    with pytest.raises(ReferralScoreError, match="inconsistent"):
+        ReferralScore.from_dict(score.to_dict() | {"coef": [1.0]})
+
+
+def test_score_lives_in_the_checkpoint_and_older_checkpoints_still_load(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), thresholds={"MA": 0.5, "HE": 0.5})
+    digest, image = model_digest(path), fundus_like(90, 120)
+    old = load_checkpoint(path)
+    assert old.referral is None
+    summary = summarise(image, np.zeros((2, 90, 120), np.float32), old)
+    assert summary.referral is None and summary.note == NO_SCORE and summary.disclaimer == DISCLAIMER
+    assert "no referral score" in one_line(summary) and csv_row("a.png", summary)["referral_score"] == ""
+
+    path.chmod(0o644)
+    write_referral(path, score_model(operating_point=0.3).to_dict())
+    assert model_digest(path) == digest  # the features cache stays valid
+    assert path.stat().st_mode & 0o777 == 0o644
+    new = load_checkpoint(path)
+    assert ReferralScore.from_dict(new.referral) == score_model(operating_point=0.3)
+    for a, b in zip(old.model.state_dict().values(), new.model.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+    probabilities = np.zeros((2, 90, 120), np.float32)
+    probabilities[1, 40:44, 50:54] = 1.0
+    summary = summarise(image, probabilities, new)
+    assert summary.lesions["HE"].count == 1 and summary.lesions["MA"].count == 0
+    expected = score_model().score({"HE_count_op": 1, "MA_count_op": 0})
+    assert summary.referral.score == pytest.approx(expected) and summary.referral.refer == (expected >= 0.3)
+    assert csv_row("a.png", summary)["HE_count"] == 1 and "score" in one_line(summary)
+
+
+def test_region_stats_scan_only_the_masks_box_and_agree_with_a_whole_scan():
+    rng = np.random.default_rng(5)
+    mask = np.zeros((300, 400), np.uint8)
+    mask[60:250, 90:330] = rng.random((190, 240)) > 0.93
+    regions = region_stats(mask)
+    _, _, whole, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    order = lambda stats: sorted(map(tuple, stats[:, 2:]))  # noqa: E731 (width, height, area: left/top are box-relative)
+    assert order(regions) == order(whole[1:]) and len(regions) > 100
+    assert region_stats(np.zeros((4, 4), bool)).shape == (0, 5)
+
+
+@pytest.fixture(scope="module")
+def sample_probabilities():
+    checkpoint, image = load_checkpoint(FAST_CHECKPOINT), read_image(SAMPLE_IMAGE)
+    return image, predict_probabilities(checkpoint.model, image, calibration=checkpoint.calibration), checkpoint
+
+
+def test_a_summary_given_the_served_masks_regions_counts_those_masks(sample_probabilities):
+    image, probabilities, checkpoint = sample_probabilities
+    masks = lesion_masks(probabilities, checkpoint.thresholds)
+    shared, recounted = summarise(image, probabilities, checkpoint, masks), summarise(image, probabilities, checkpoint)
+    for lesion, stats in masks.stats().items():
+        assert shared.lesions[lesion].count <= stats.components
+        assert shared.lesions[lesion].count == recounted.lesions[lesion].count > 0
+        # the served masks are thresholded on the 16-bit maps: a pixel within 1/131070 of the threshold may differ
+        assert abs(shared.lesions[lesion].area_pixels - recounted.lesions[lesion].area_pixels) <= 2
+    assert shared.lesions["HE"].area_pixels == masks.stats()["HE"].area_pixels
+    assert shared.referral.score == pytest.approx(recounted.referral.score, abs=1e-4)
+    assert shared.field_of_view == recounted.field_of_view

@@ -1,0 +1,101 @@
+"""Reading IDRiD's segmentation part in its official folder layout."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from model.config import LESIONS
+from model.formats.images import read_image
+
+IMAGES_DIR = "A. Segmentation/1. Original Images"
+MASKS_DIR = "A. Segmentation/2. All Segmentation Groundtruths"
+LESION_DIRS = {"MA": "1. Microaneurysms", "HE": "2. Haemorrhages"}
+SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
+DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "idrid"
+
+DEFAULT_HOLDOUT = tuple(f"IDRiD_{n:02d}" for n in range(5, 55, 5))
+"""Every fifth training image (IDRiD_05, _10, ..., _50) is held out for validation."""
+
+_NAME = re.compile(r"^IDRiD_\d+$")
+
+
+class DatasetLayoutError(FileNotFoundError):
+    pass
+
+
+def data_root(root: str | Path | None) -> Path:
+    """A run config's ``data.root``, or the IDRiD folder beside the project when it names none."""
+    return Path(root) if root else DEFAULT_ROOT
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image_path: Path
+    mask_paths: dict[str, Path | None]
+    """Per lesion, the mask file, or None where the image has no lesion of that kind."""
+
+
+def split_dir(split: str) -> str:
+    return SPLITS.get(split, split)
+
+
+def list_samples(root: str | Path, split: str = "train") -> list[Sample]:
+    """The samples of one split, sorted by name. ``split`` is 'train', 'test' or a folder name."""
+    root = Path(root)
+    images = root / IMAGES_DIR / split_dir(split)
+    if not images.is_dir():
+        raise DatasetLayoutError(
+            f"{images} not found: expected IDRiD's layout '{IMAGES_DIR}/<split>/IDRiD_NN.jpg' under {root}"
+        )
+    samples = []
+    for image_path in sorted(images.glob("IDRiD_*.jpg")):
+        name = image_path.stem
+        if not _NAME.match(name):
+            continue
+        masks: dict[str, Path | None] = {}
+        for lesion in LESIONS:
+            path = root / MASKS_DIR / split_dir(split) / LESION_DIRS[lesion] / f"{name}_{lesion}.tif"
+            masks[lesion] = path if path.is_file() else None
+        if masks["MA"] is None:
+            raise DatasetLayoutError(f"{image_path} has no microaneurysm mask (expected {path.parent.parent / LESION_DIRS['MA'] / f'{name}_MA.tif'})")
+        samples.append(Sample(name=name, image_path=image_path, mask_paths=masks))
+    if not samples:
+        raise DatasetLayoutError(f"no IDRiD_NN.jpg images in {images}")
+    return samples
+
+
+def split_holdout(samples: list[Sample], holdout: tuple[str, ...] | list[str] = DEFAULT_HOLDOUT) -> tuple[list[Sample], list[Sample]]:
+    """(training, hold-out) samples; names in ``holdout`` that are not in ``samples`` are an error."""
+    names = {s.name for s in samples}
+    unknown = sorted(set(holdout) - names)
+    if unknown:
+        raise ValueError(f"hold-out names not in the data: {unknown}")
+    held = set(holdout)
+    return [s for s in samples if s.name not in held], [s for s in samples if s.name in held]
+
+
+def read_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
+    """A lesion mask as bool (H, W): any non-zero pixel is lesion; a missing mask is all False."""
+    if path is None:
+        return np.zeros(shape, dtype=bool)
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise DatasetLayoutError(f"cannot read mask {path}")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != shape:
+        raise DatasetLayoutError(f"mask {path} is {mask.shape[::-1]} but its image is {shape[::-1]}")
+    return mask > 0
+
+
+def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8 image (H, W, 3), bool masks (2, H, W) in LESIONS order) at full resolution."""
+    image = read_image(sample.image_path)
+    masks = np.stack([read_mask(sample.mask_paths[lesion], image.shape[:2]) for lesion in LESIONS])
+    return image, masks

@@ -1,0 +1,176 @@
+"""``redseg-screen``: validate the red-lesion referral score on IDRiD's graded photographs and refit it.
+
+Segments every graded photograph (features cached per model), cross-validates the referral score
+against referable DR (grade >= 2) next to single-feature and simple-rule baselines, writes
+``metrics.json``, ``per_image.csv``, ``table.md``, ``roc.png`` and ``score_by_grade.png`` to ``--out``, and with
+``--write`` stores the score fitted on all photographs in the checkpoint's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, model_digest, write_referral
+from model.devices import resolve_device
+from model.inference import TileSettings
+from model.precision import PRECISIONS
+from model.screening.referral import DISCLAIMER, ReferralScore
+from model.screening.features import feature_names
+from training.referral.grading import DEFAULT_ROOT, REFERABLE_GRADE, GradedImage, list_graded
+from training.data.idrid import DatasetLayoutError
+from training.referral.features import DEFAULT_CACHE, extract_features
+from training.referral.fit import (
+    DEFAULT_FEATURES,
+    TARGET_SENSITIVITY,
+    auc_with_interval,
+    cross_validate,
+    cross_validated_rule,
+    fit_score,
+    rule_figures,
+    threshold_for_sensitivity,
+)
+from training.referral.plots import plot_roc, plot_score_by_grade
+
+PROG = "redseg-screen"
+SINGLE_FEATURES = {"HE count": "HE_count_op", "MA count": "MA_count_op", "HE area": "HE_area_op", "MA area": "MA_area_op"}
+RULES = {"any HE": ("HE_count_op", 1), "any MA": ("MA_count_op", 1), "MA count >= 5": ("MA_count_op", 5)}
+FOLD_RULES = {"HE count >= N (N per fold)": "HE_count_op", "MA count >= N (N per fold)": "MA_count_op"}
+"""Count rules whose N is chosen in each fold, as the score's operating point is."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH")
+    parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, metavar="DIR", help="IDRiD grading folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/screening"), metavar="DIR")
+    parser.add_argument("--write", action="store_true", help="store the refitted score in the checkpoint")
+    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="comma-separated feature names")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the k-fold split, averaged")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="resamples for the 95%% intervals")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help="per-model feature cache")
+    parser.add_argument("--limit", type=int, help="only the first N photographs (a quick check)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as the service's REDSEG_PRECISION")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    args.features = [name.strip() for name in args.features.split(",") if name.strip()]
+    unknown = sorted(set(args.features) - set(feature_names()))
+    if unknown:
+        parser.error(f"unknown features {unknown}; known: {', '.join(feature_names())}")
+    return args
+
+
+def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> tuple[dict, ReferralScore, np.ndarray]:
+    """The validation figures, the score refitted on every photograph, and the out-of-fold scores."""
+    labels = np.array([image.referable for image in images], dtype=int)
+    cv = cross_validate(rows, labels, args.features, args.folds, args.repeats, args.seed)
+    boot = dict(resamples=args.bootstrap, seed=args.seed)
+    score_figures = auc_with_interval(labels, cv.scores, **boot) | rule_figures(labels, cv.referred, **boot)
+    operating_point = threshold_for_sensitivity(cv.scores, labels)
+    validation = {
+        "target": f"referable diabetic retinopathy (IDRiD grade >= {REFERABLE_GRADE})",
+        "data": f"IDRiD disease grading, training set: {len(labels)} photographs, {int(labels.sum())} referable",
+        "method": f"{args.repeats}x repeated stratified {args.folds}-fold cross-validation, out-of-fold scores; "
+        f"operating point per fold for sensitivity >= {TARGET_SENSITIVITY} on that fold's training photographs; "
+        f"95% intervals by {args.bootstrap} bootstrap resamples of photographs",
+        "roc_auc": round(score_figures["auc"], 4),
+        "roc_auc_ci95": [round(v, 4) for v in score_figures["auc_ci95"]],
+        "sensitivity": round(score_figures["sensitivity"], 4),
+        "specificity": round(score_figures["specificity"], 4),
+    }
+    score = fit_score(rows, labels, args.features, operating_point)
+    score = ReferralScore(**(score.to_dict() | {"validation": validation}))
+    metrics = {
+        "fitted_score": score.to_dict(),
+        "checkpoint": str(args.checkpoint),
+        "features": args.features,
+        "score": score_figures | {"operating_point_final": operating_point},
+        "fold_operating_points": {"min": min(cv.fold_operating_points), "max": max(cv.fold_operating_points)},
+        "single_features": {name: auc_with_interval(labels, _column(rows, f), **boot) for name, f in SINGLE_FEATURES.items()},
+        "rules": {name: rule_figures(labels, _column(rows, f) >= n, **boot) for name, (f, n) in RULES.items()}
+        | {
+            name: rule_figures(labels, cross_validated_rule(_column(rows, f), labels, args.folds, args.repeats, args.seed), **boot)
+            for name, f in FOLD_RULES.items()
+        },
+        "validation": validation,
+        "disclaimer": DISCLAIMER,
+    }
+    return metrics, score, cv.scores
+
+
+def _column(rows: list[dict], name: str) -> np.ndarray:
+    return np.array([row[name] for row in rows], dtype=np.float64)
+
+
+def write_report(out: Path, images: list[GradedImage], rows: list[dict], metrics: dict, scores: np.ndarray) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with (out / "per_image.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "grade", "referable", "score_out_of_fold", *feature_names()])
+        for image, row, score in zip(images, rows, scores):
+            writer.writerow([image.name, image.grade, int(image.referable), f"{score:.4f}", *(f"{row[n]:.6g}" for n in feature_names())])
+    labels = np.array([image.referable for image in images], dtype=int)
+    curves = {"referral score (CV)": (scores, metrics["score"]["auc"])}
+    curves |= {name: (_column(rows, SINGLE_FEATURES[name]), m["auc"]) for name, m in metrics["single_features"].items()}
+    point = (1 - metrics["score"]["specificity"], metrics["score"]["sensitivity"])
+    plot_roc(out / "roc.png", labels, curves, point)
+    grades = np.array([image.grade for image in images])
+    plot_score_by_grade(out / "score_by_grade.png", grades, scores, metrics["score"]["operating_point_final"])
+
+
+def format_table(metrics: dict) -> str:
+    s = metrics["score"]
+    lines = [
+        "| score or rule | ROC AUC (95% CI) | sensitivity (95% CI) | specificity (95% CI) |",
+        "|---|---|---|---|",
+        f"| referral score, cross-validated | {_auc(s)} | {_rate(s, 'sensitivity')} | {_rate(s, 'specificity')} |",
+    ]
+    lines += [f"| {name} (single feature) | {_auc(m)} | | |" for name, m in metrics["single_features"].items()]
+    lines += [f"| rule: {name} | | {_rate(m, 'sensitivity')} | {_rate(m, 'specificity')} |" for name, m in metrics["rules"].items()]
+    return "\n".join(lines)
+
+
+def _auc(m: dict) -> str:
+    return f"{m['auc']:.3f} ({m['auc_ci95'][0]:.3f}-{m['auc_ci95'][1]:.3f})"
+
+
+def _rate(m: dict, key: str) -> str:
+    low, high = m[f"{key}_ci95"]
+    return f"{m[key]:.3f} ({low:.3f}-{high:.3f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        images = list_graded(args.data)[: args.limit]
+        checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
+        digest = model_digest(args.checkpoint)
+    except (DatasetLayoutError, CheckpointError, RuntimeError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    tiles = TileSettings(precision=args.precision)
+    features = extract_features(images, checkpoint, digest, tiles, args.cache, not args.no_progress)
+    rows = [features[image.name] for image in images]
+    metrics, score, scores = validate(images, rows, args)
+    write_report(args.out, images, rows, metrics, scores)
+    table = format_table(metrics)
+    (args.out / "table.md").write_text(table + "\n")
+    print(table)
+    print(f"operating point of the refitted score: {score.operating_point:.4f}; report in {args.out}")
+    if args.write:
+        write_referral(args.checkpoint, score.to_dict())
+        print(f"referral score written into {args.checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
