@@ -118,3 +118,14 @@ def test_slug_matches_github():
         "the-default-model-full-width-checkpointsredseg-defaultsafetensors"
     )
     assert slug("bf16 against fp32") == "bf16-against-fp32"
+
+
+_CODE_PATH = re.compile(r"(?<![\w./-])((?:model|service|training|tests|bench)/[\w/-]*(?:\.py|/))")
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.name != "CHANGELOG.md"], ids=lambda page: str(page.relative_to(ROOT)))
+def test_named_code_paths_exist(page: Path):
+    """Every module or code folder a reference page names (link or not) exists; the changelog may name old ones."""
+    text = page.read_text(encoding="utf-8")
+    missing = sorted({path for path in _CODE_PATH.findall(text) if not (ROOT / path).exists() and not (page.parent / path).exists()})
+    assert not missing, f"{page.relative_to(ROOT)} names code paths that do not exist: {missing}"
