@@ -5,7 +5,7 @@ back onto the original's pixels, and prints the mean |p - p_original| per lesion
 the variant shows) and each variant's AP there, once with long-side scaling and once with
 fundus-disc scaling (``model.fov``), with the same weights.
 
-    .venv/bin/python bench/fov_consistency.py [--checkpoint PATH] [--image IDRiD_05]
+    .venv/bin/python bench/fov_consistency.py [--checkpoint PATH] [--image IDRiD_05] [--data ../shared/data/idrid]
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def average_precision(probability: np.ndarray, mask: np.ndarray) -> float:
     return accumulator.average_precision()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--image", default="IDRiD_05")
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     model = load_checkpoint(args.checkpoint).model
     sample = next(s for s in list_samples(args.data, "train") if s.name == args.image)

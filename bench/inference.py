@@ -183,7 +183,7 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"CPU:  (b)/(a') = {cpu_b / cpu_a_fast:.3f}, (b)/(c) = {cpu_b / cpu_c:.3f}, (b)/(a) = {cpu_b / cpu_a:.3f}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
     parser.add_argument("--checkpoint", help="default: the bundled model if present, else a random full-width network")
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int)
     parser.add_argument("--min-overlap", type=int)
     parser.add_argument("--batch-size", type=int)
-    benchmark(parser.parse_args())
+    benchmark(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

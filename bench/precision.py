@@ -1,6 +1,7 @@
 """bf16 against fp32 on the hold-out: probability differences, hold-out AP and time, on one device.
 
     .venv/bin/python bench/precision.py [--device cpu|cuda] [--checkpoint PATH] [--pack .pack/idrid-working.npz]
+                                        [--data ../shared/data/idrid] [--cache-dir .cache/idrid]
 
 Each hold-out image (IDRiD_05, _10, ..., _50), already at the model's working scale (from the IDRiD
 folder through the trainer's cache, or from a pack made by redseg-pack-data), runs through the tiled
@@ -27,7 +28,7 @@ from model.cli_help import plain_help  # noqa: E402
 from model.config import LESIONS  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
 from model.inference import TileSettings, predict_working_scale  # noqa: E402
-from training.data.cache import WorkingScaleCache  # noqa: E402
+from training.data.cache import DEFAULT_CACHE_DIR, WorkingScaleCache  # noqa: E402
 from training.data.idrid import DEFAULT_HOLDOUT, DEFAULT_ROOT, list_samples, split_holdout  # noqa: E402
 from training.evaluation.metrics import PRAccumulator  # noqa: E402
 from training.data.pack import read_pack  # noqa: E402
@@ -35,12 +36,13 @@ from training.data.pack import read_pack  # noqa: E402
 PRECISIONS = ("fp32", "bf16")
 
 
-def holdout_images(pack: str | None, model_config) -> list:
+def holdout_images(pack: str | None, model_config, root: Path = DEFAULT_ROOT,
+                   cache_dir: Path = DEFAULT_CACHE_DIR) -> list:
     if pack:
         samples = read_pack(pack, model_config)
         return [s for s in samples if s.name in DEFAULT_HOLDOUT]
-    _, held = split_holdout(list_samples(DEFAULT_ROOT))
-    return WorkingScaleCache(model_config).get_all(held)
+    _, held = split_holdout(list_samples(root))
+    return WorkingScaleCache(model_config, cache_dir).get_all(held)
 
 
 def synchronize(device: torch.device) -> None:
@@ -71,15 +73,17 @@ def compare(model, samples: list, device: torch.device) -> dict:
             "ap": {p: [accumulators[p][lesion].average_precision() for lesion in LESIONS] for p in PRECISIONS}}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--pack", help="hold-out images from this pack instead of the IDRiD folder")
-    args = parser.parse_args()
+    parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="the IDRiD folder (without --pack)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="the trainer's working-scale cache")
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device)
-    samples = holdout_images(args.pack, checkpoint.config)
+    samples = holdout_images(args.pack, checkpoint.config, args.data, args.cache_dir)
     result = compare(checkpoint.model, samples, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{checkpoint.name} {checkpoint.version} on {device} ({name}); {len(samples)} hold-out images at the "

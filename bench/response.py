@@ -6,8 +6,8 @@ One inference on the image (its time is printed for scale), then, interleaved an
 the non-network work of one request with the default outputs (masks + probabilities):
 - before: the pipeline as it was (numpy masks, statistics and uint16 conversion, PNGs with
   libpng's default adaptive filters, base64 in JSON), rebuilt here from those primitives;
-- JSON now: service.rendering.render beside the screening summary (as the service runs them), then
-  the JSON answer (base64 PNGs);
+- JSON now: the lesion masks, then service.rendering.render beside the screening summary (as the
+  service runs them), then the JSON answer (base64 PNGs);
 - zip now: the same, then the zip answer (Accept: application/zip, no base64);
 - DICOM SEG: the BINARY and FRACTIONAL SEG of the same image sent as a DICOM photograph.
 Medians of wall time, and the answer's size.
@@ -37,7 +37,7 @@ from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.config import LESIONS  # noqa: E402
 from model.formats.dicom import read_dicom, to_bytes  # noqa: E402
 from model.formats.dicom_seg import segmentation  # noqa: E402
-from model.screening.masks import threshold_level  # noqa: E402
+from model.screening.masks import lesion_masks, threshold_level  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
 from service.rendering import parse_outputs, render  # noqa: E402
 from service.responses import AnswerFormat, answer_response  # noqa: E402
@@ -84,9 +84,11 @@ def before(image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, f
 
 
 def now(fmt: AnswerFormat, image, probabilities, checkpoint, outputs, pool: ThreadPoolExecutor) -> int:
-    """As the service does it: render and the screening summary side by side, then the answer."""
-    rendering = pool.submit(render, image, probabilities, dict(checkpoint.thresholds), outputs)
-    summary = pool.submit(summarise, image, probabilities, checkpoint)
+    """As the service does it: the masks at the checkpoint's thresholds, then render and the screening
+    summary side by side, then the answer."""
+    masks = lesion_masks(probabilities, checkpoint.thresholds)
+    rendering = pool.submit(render, image, masks, outputs)
+    summary = pool.submit(summarise, image, probabilities, checkpoint, masks)
     rendered = rendering.result()
     return len(answer_response(fmt, answer_of(rendered.lesions, ScreeningResult.of(summary.result())), rendered.files).body)
 
@@ -97,12 +99,12 @@ def dicom_photo_bytes(image: np.ndarray) -> bytes:
     return file_bytes(photograph(image, "jpeg"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     settings = Settings(checkpoint=Path(args.checkpoint))
     checkpoint = load_checkpoint(settings.checkpoint, "cpu")

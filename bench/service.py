@@ -84,8 +84,7 @@ def checked(result: tuple[float, int]) -> float:
     return seconds
 
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint to serve (default: the bundled one, else random init)")
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
@@ -94,7 +93,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outputs", default=DEFAULT_OUTPUTS)
     parser.add_argument("--width", type=float, default=1.0, help="width of the random-init network")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     data = Path(args.image).read_bytes()
     outputs = parse_outputs(args.outputs)

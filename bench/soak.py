@@ -3,16 +3,18 @@
     .venv/bin/python bench/soak.py [--requests 1000] [--full-size-every 25] [--clients 2]
                                    [--max-minutes 120] [--out bench/soak]
                                    [--checkpoint checkpoints/redseg-default.safetensors]
+                                   [--image assets/IDRiD_05.jpg]
 
 Starts ``redseg-serve`` on loopback with the checkpoint, then sends ``--requests`` requests
 from ``--clients`` clients, in blocks of ``--block``: small images (the sample photo shrunk to a
-few sizes, PNG and JPEG) and, every ``--full-size-every`` requests, the full-size sample
-(4288x2848 JPEG). The server's RSS is sampled after every answer (the curve) and at rest after
-every block, once ``--rest-s`` seconds have passed with nothing in flight. RSS during a request
-depends on what else is in flight; RSS at rest is what the server keeps between requests, where a
-leak shows. Growth after the warm-up (the first ``--warm-up`` requests): the median RSS at rest
-over the last fifth of the run against that over the first fifth after the warm-up (target: < 5 %,
-with every request answered 200). Writes
+few sizes, PNG and JPEG: 160 to 480 pixels wide, or all of them scaled up by one factor where the
+model would refuse the smallest as too small to enlarge) and, every ``--full-size-every`` requests,
+the full-size photograph (``--image``: by default the 4288x2848 JPEG sample). The server's RSS is
+sampled after every answer (the curve) and at rest after every block, once ``--rest-s`` seconds
+have passed with nothing in flight. RSS during a request depends on what else is in flight; RSS at
+rest is what the server keeps between requests, where a leak shows. Growth after the warm-up (the
+first ``--warm-up`` requests): the median RSS at rest over the last fifth of the run against that
+over the first fifth after the warm-up (target: < 5 %, with every request answered 200). Writes
 ``soak.json`` (every sample) and ``soak.png`` (the curve).
 No new request starts after ``--max-minutes``: the report then says how many were sent.
 """
@@ -40,17 +42,37 @@ from tqdm import tqdm  # noqa: E402
 
 from bench.service import start_server  # noqa: E402
 from tests.processes import free_port, stop  # noqa: E402
-from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from model.checkpoint import DEFAULT_CHECKPOINT, read_metadata  # noqa: E402
+from model.config import RedSegConfig  # noqa: E402
+from model.fov import PhotographTooSmall, working_mapping  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "IDRiD_05.jpg"
 SMALL_SIDES = (160, 240, 320, 480)
 
 
-def small_uploads(sample: bytes) -> list[tuple[str, bytes, str]]:
+def shrunk(photo: np.ndarray, side: int) -> np.ndarray:
+    return cv2.resize(photo, (side, side * photo.shape[0] // photo.shape[1]), interpolation=cv2.INTER_AREA)
+
+
+def small_sides(photo: np.ndarray, config: RedSegConfig) -> list[int]:
+    """The widths of the small uploads: ``SMALL_SIDES``, all scaled up by one factor where the model
+    would refuse the smallest as too small (``model.fov.MAX_ENLARGEMENT``): the soak measures answers."""
+    rgb = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+    factor = 1.0
+    while SMALL_SIDES[0] * factor < photo.shape[1]:
+        try:
+            working_mapping(shrunk(rgb, round(SMALL_SIDES[0] * factor)), config)
+            break
+        except PhotographTooSmall:
+            factor *= 1.25
+    return [min(round(side * factor), photo.shape[1]) for side in SMALL_SIDES]
+
+
+def small_uploads(sample: bytes, config: RedSegConfig) -> list[tuple[str, bytes, str]]:
     photo = cv2.imdecode(np.frombuffer(sample, np.uint8), cv2.IMREAD_COLOR)
     uploads = []
-    for side in SMALL_SIDES:
-        small = cv2.resize(photo, (side, side * photo.shape[0] // photo.shape[1]), interpolation=cv2.INTER_AREA)
+    for side in small_sides(photo, config):
+        small = shrunk(photo, side)
         for extension, content_type in ((".png", "image/png"), (".jpg", "image/jpeg")):
             uploads.append((f"small-{side}{extension}", cv2.imencode(extension, small)[1].tobytes(), content_type))
     return uploads
@@ -120,10 +142,9 @@ class Recorder:
             self.bar.update(1)
 
 
-def send_all(args: argparse.Namespace, url: str, record: Recorder) -> None:
+def send_all(args: argparse.Namespace, url: str, record: Recorder, sample: bytes,
+             smalls: list[tuple[str, bytes, str]]) -> None:
     """Every request, in blocks, with a sample at rest after each block."""
-    sample = SAMPLE.read_bytes()
-    smalls = small_uploads(sample)
     stop_at = record.started + 60 * args.max_minutes
 
     def one(index: int, http: httpx.Client) -> None:
@@ -166,7 +187,7 @@ def report(args: argparse.Namespace, record: Recorder) -> bool:
     return answered and summary["growth_after_warm_up_percent"] < 5
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--full-size-every", type=int, default=25)
@@ -176,19 +197,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rest-s", type=float, default=3.0, help="idle time before a sample at rest")
     parser.add_argument("--threads", type=int, default=None, help="REDSEG_TORCH_THREADS for the server")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--image", type=Path, default=SAMPLE, help="the full-size photograph, shrunk for the small uploads")
     parser.add_argument("--max-minutes", type=float, default=120.0, help="send no new request after this")
     parser.add_argument("--port", type=int, default=None, help="default: a free port (a server left on a fixed one would be measured instead)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak")
     parser.add_argument("--replot", action="store_true", help="only redraw soak.png from --out's soak.json")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    """0 when every request was answered 200 and the RSS at rest grew less than 5 %, else 1."""
+    args = parse_args(argv)
     if args.replot:
         saved = json.loads((args.out / "soak.json").read_text())
         plot(saved["samples"], saved["summary"]["warm_up"], args.out / "soak.png")
-        return
+        return 0
+    sample = args.image.read_bytes()
+    smalls = small_uploads(sample, RedSegConfig.from_dict(read_metadata(args.checkpoint)["config"]))
+    print("small uploads: " + ", ".join(name for name, _, _ in smalls[::2]))
     port = args.port or free_port()
     env = {"REDSEG_CHECKPOINT": str(args.checkpoint), "REDSEG_DEVICE": "cpu"}
     if args.threads:
@@ -196,11 +222,11 @@ def main() -> None:
     process = start_server(port, env, Path(tempfile.gettempdir()) / f"redseg-soak-server-{port}.log")
     try:
         record = Recorder(psutil.Process(process.pid), args.requests)
-        send_all(args, f"http://127.0.0.1:{port}", record)
+        send_all(args, f"http://127.0.0.1:{port}", record, sample, smalls)
     finally:
         stop(process)
-    sys.exit(0 if report(args, record) else 1)
+    return 0 if report(args, record) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

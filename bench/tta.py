@@ -28,13 +28,13 @@ from model.inference import TileSettings, predict_probabilities  # noqa: E402
 from model.tta import TTA_MODES  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--image", type=Path, default=ROOT / "assets" / "IDRiD_05.jpg")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default=",".join(TTA_MODES))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     checkpoint = load_checkpoint(args.checkpoint)
     image = read_image(args.image)
     reference = nchw_reference(args.checkpoint, torch.device("cpu"))
