@@ -54,6 +54,10 @@ class Metrics:
             "redseg_referral_score", "Red-lesion referral score per photograph (0..1).", buckets=SCORE_BUCKETS, registry=r
         )
         self.rejected = Counter("redseg_requests_rejected", "Requests refused, by reason.", ["reason"], registry=r)
+        self.ungradable = Counter(
+            "redseg_ungradable_photographs", "Photographs answered ungradable (no referral decision), by reason.", ["reason"],
+            registry=r,
+        )
         self.inference_errors = Counter("redseg_inference_errors", "Inference runs that raised.", registry=r)
         self.worker_restarts = Counter("redseg_worker_restarts", "Inference workers restarted after dying.", registry=r)
         self.ready = Gauge("redseg_ready", "1 when every worker is up and warmed up.", registry=r)

@@ -28,6 +28,8 @@ SEGMENT_EXAMPLE = {
             "HE": {"count": 17, "area_pixels": 40210, "area_fraction_fov": 0.00473},
         },
         "field_of_view": {"area_pixels": 8493184, "fraction_of_image": 0.6955, "gradable_fraction": 0.991},
+        "quality": {"gradable": True, "reasons": [], "field_share": 0.69, "brightness": 163.0, "saturated_share": 0.025,
+                    "focus": 0.09, "usable_share": 0.991},
         "referral": {"score": 0.81, "operating_point": 0.42, "refer": True, "validation": {"roc_auc": 0.9}},
         "note": None,
         "disclaimer": "An aid, not a grade: ...",
@@ -55,10 +57,23 @@ class ReferralResult(BaseModel):
     validation: dict = Field(description="Where and how the score and its operating point were validated.")
 
 
+class QualityResult(BaseModel):
+    gradable: bool = Field(description="False: the photograph cannot be graded; retake it. There is then no referral decision.")
+    reasons: list[str] = Field(description="Why it is not gradable: too dark, washed out, out of focus, too little of the field usable.")
+    field_share: float = Field(description="Share of the photograph inside the field of view.")
+    brightness: float = Field(description="Median brightness of the field of view (largest RGB channel, 0..255).")
+    saturated_share: float = Field(description="Share of the field of view with a channel at 250 or more.")
+    focus: float = Field(description="Fine detail over contrast in the field: low for a blurred photograph.")
+    usable_share: float = Field(description="Share of the field neither too dark nor washed out locally.")
+
+
 class ScreeningResult(BaseModel):
     lesions: dict[str, LesionCountResult] = Field(description="At the model's operating thresholds, whatever threshold_* asks.")
     field_of_view: FieldOfViewResult
-    referral: ReferralResult | None = Field(description="Absent when the checkpoint carries no fitted referral score.")
+    quality: QualityResult
+    referral: ReferralResult | None = Field(
+        description="Absent for an ungradable photograph (quality.gradable false: no referral decision) or when the "
+        "checkpoint carries no fitted referral score; note says which.")
     note: str | None = Field(None, description="Why there is no referral score.")
     disclaimer: str = Field(DISCLAIMER)
 
@@ -68,6 +83,7 @@ class ScreeningResult(BaseModel):
         return cls(
             lesions={lesion: LesionCountResult(**vars(found)) for lesion, found in summary.lesions.items()},
             field_of_view=FieldOfViewResult(**vars(summary.field_of_view)),
+            quality=QualityResult(**vars(summary.quality) | {"reasons": list(summary.quality.reasons)}),
             referral=None if referral is None else ReferralResult(**vars(referral)),
             note=summary.note,
             disclaimer=summary.disclaimer,

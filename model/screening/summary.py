@@ -8,9 +8,10 @@ import numpy as np
 
 from model.checkpoint import Checkpoint
 from model.config import LESIONS
-from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError
-from model.screening.masks import LesionMasks
 from model.screening.features import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
+from model.screening.masks import LesionMasks
+from model.screening.quality import ImageQuality, assess_quality
+from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError
 
 NO_SCORE = "this checkpoint carries no fitted referral score (fit one with redseg-screen)"
 
@@ -28,10 +29,16 @@ class ScreeningSummary:
     lesions: dict[str, LesionCount]
     """At the checkpoint's operating thresholds."""
     field_of_view: FieldOfView
+    quality: ImageQuality
     referral: Referral | None
+    """None for an ungradable photograph (no referral decision) or a checkpoint without a fitted score."""
     note: str | None = None
     """Why there is no referral score, when there is none."""
     disclaimer: str = DISCLAIMER
+
+
+def ungradable_note(quality: ImageQuality) -> str:
+    return f"ungradable ({', '.join(quality.reasons)}): retake the photograph; no referral decision"
 
 
 def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | None]:
@@ -56,22 +63,27 @@ def summarise(
     regions are the ones counted (not labelled twice); at other thresholds the summary makes its own.
     """
     fov = field_of_view(image)
+    quality = assess_quality(image, fov.gradable_fraction)
     if masks is not None and masks.thresholds == checkpoint.thresholds:
         lesions = {lesion: count_regions(masks.regions[lesion], lesion, fov.area_pixels) for lesion in LESIONS}
     else:
         lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
     score, note = referral_score(checkpoint)
+    if not quality.gradable:
+        score, note = None, ungradable_note(quality)
     if score is None:
-        return ScreeningSummary(lesions, fov, None, note)
+        return ScreeningSummary(lesions, fov, quality, None, note)
     value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}))
     referral = Referral(value, score.operating_point, value >= score.operating_point, score.validation)
-    return ScreeningSummary(lesions, fov, referral)
+    return ScreeningSummary(lesions, fov, quality, referral)
 
 
 def one_line(summary: ScreeningSummary) -> str:
     """``19 MA and 28 HE lesions, gradable 98%, referral score 0.97 >= 0.74: refer``."""
     counts = " and ".join(f"{found.count} {lesion}" for lesion, found in summary.lesions.items())
     text = f"{counts} lesions, gradable {100 * summary.field_of_view.gradable_fraction:.0f}%"
+    if not summary.quality.gradable:
+        return f"{text}; {ungradable_note(summary.quality)}"
     referral = summary.referral
     if referral is None:
         return f"{text}, no referral score"
@@ -81,7 +93,7 @@ def one_line(summary: ScreeningSummary) -> str:
 
 CSV_FIELDS = [
     "image", "MA_count", "MA_area_pixels", "MA_area_fraction_fov", "HE_count", "HE_area_pixels", "HE_area_fraction_fov",
-    "fov_area_pixels", "gradable_fraction", "referral_score", "operating_point", "refer",
+    "fov_area_pixels", "gradable_fraction", "gradable", "ungradable_reasons", "referral_score", "operating_point", "refer",
 ]  # fmt: skip
 
 
@@ -93,6 +105,7 @@ def csv_row(image: str, summary: ScreeningSummary) -> dict:
         row[f"{lesion}_area_fraction_fov"] = f"{found.area_fraction_fov:.6g}"
     row |= {"fov_area_pixels": summary.field_of_view.area_pixels}
     row["gradable_fraction"] = f"{summary.field_of_view.gradable_fraction:.4f}"
+    row |= {"gradable": int(summary.quality.gradable), "ungradable_reasons": "; ".join(summary.quality.reasons)}
     referral = summary.referral
     row["referral_score"] = "" if referral is None else f"{referral.score:.4f}"
     row["operating_point"] = "" if referral is None else f"{referral.operating_point:.4f}"

@@ -218,3 +218,5 @@ def _observe(metrics: Metrics, image: np.ndarray, rendered: Rendered, summary: S
         metrics.components.labels(lesion=lesion).observe(stats.components)
     if summary.referral is not None:
         metrics.referral_score.observe(summary.referral.score)
+    for reason in summary.quality.reasons:
+        metrics.ungradable.labels(reason=reason).inc()

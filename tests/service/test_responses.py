@@ -90,10 +90,12 @@ def test_openapi_documents_the_three_formats(checkpoint: Path):
 def test_json_body_splices_each_file_as_base64_into_its_field():
     from service.responses import json_body
     from service.schemas import ImageInfo, LesionResult, ModelInfo, SegmentResponse, Timings
-    from service.schemas import FieldOfViewResult, ScreeningResult
+    from service.schemas import FieldOfViewResult, QualityResult, ScreeningResult
 
+    quality = QualityResult(gradable=True, reasons=[], field_share=1.0, brightness=150, saturated_share=0, focus=0.1,
+                            usable_share=1.0)
     screening = ScreeningResult(lesions={}, field_of_view=FieldOfViewResult(area_pixels=4, fraction_of_image=1.0,
-                                gradable_fraction=1.0), referral=None)
+                                gradable_fraction=1.0), quality=quality, referral=None)
     stats = dict(threshold=0.5, area_pixels=3, area_fraction=0.1, components=1)
     answer = SegmentResponse(
         model=ModelInfo(name="m", version="1", sha256="0"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import numpy as np
 
 from model.checkpoint import write_referral
 from model.screening.referral import ReferralScore
 from model.screening.summary import NO_SCORE
-from tests.service.helpers import make_settings, segment, serve_in_thread, tiny_checkpoint
+from tests.service.helpers import make_settings, png, segment, serve_in_thread, tiny_checkpoint
 
 SCORE = ReferralScore(
     features=["HE_soft", "MA_count_p50"], units=[1e-4, 1.0], mean=[0.0, 0.0], scale=[1.0, 1.0],
@@ -35,6 +36,19 @@ def test_answer_with_a_fitted_score_and_its_histogram(tmp_path, small_png: bytes
         assert referral["refer"] == (referral["score"] >= 0.4) and referral["validation"] == {"roc_auc": 0.9}
         metrics = http.get("/metrics").text
     assert "redseg_referral_score_count 1.0" in metrics
+
+
+def test_an_ungradable_photograph_says_so_and_gets_no_referral_decision(tmp_path, small_rgb):
+    checkpoint = tiny_checkpoint(tmp_path / "scored.safetensors")
+    write_referral(checkpoint, SCORE.to_dict())
+    dark = png((small_rgb * 0.1).astype(np.uint8))
+    with serve_in_thread(make_settings(checkpoint)) as base_url, httpx.Client(base_url=base_url, timeout=60) as http:
+        screening = segment(http, dark, outputs="none").json()["screening"]
+        metrics = http.get("/metrics").text
+    assert screening["quality"]["gradable"] is False and "too dark" in screening["quality"]["reasons"]
+    assert screening["referral"] is None
+    assert screening["note"].startswith("ungradable (too dark") and screening["note"].endswith("no referral decision")
+    assert 'redseg_ungradable_photographs_total{reason="too dark"} 1.0' in metrics
 
 
 def test_viewer_and_docs_are_served_locally(client: httpx.Client):
