@@ -35,7 +35,7 @@ function errorMessage(status, detail, retryAfter) {
     case 413:
       return `The photograph is too large for this server: ${detail}`;
     case 415:
-      return `Not a supported image: ${detail}. Use a JPEG, PNG, TIFF or BMP photograph.`;
+      return `Not a supported image: ${detail}. Use a JPEG, PNG, TIFF, BMP or DICOM photograph.`;
     case 503:
       return `The server is busy or not ready (${detail}). Try again in ${retryAfter || "a few"} s.`;
     case 400:
@@ -134,7 +134,7 @@ async function showPhoto(file, size) {
   } catch {
     context.fillStyle = "#222";
     context.fillRect(0, 0, size.width, size.height);
-    $("hint").textContent = "This browser cannot display the photograph itself (TIFF?): lesions are drawn on grey.";
+    $("hint").textContent = "This browser cannot display the photograph itself (TIFF or DICOM?): lesions are drawn on grey.";
   }
 }
 
@@ -177,7 +177,12 @@ function showSummary(screening) {
   const box = $("referral");
   box.replaceChildren();
   const referral = screening.referral;
-  if (!referral) {
+  if (screening.quality && !screening.quality.gradable) {
+    const ungradable = paragraph(`Ungradable: ${screening.quality.reasons.join(", ")}. Retake the photograph.`);
+    ungradable.className = "score ungradable";
+    ungradable.id = "ungradable";
+    box.append(ungradable, paragraph("No referral decision is made on an ungradable photograph."));
+  } else if (!referral) {
     box.append(paragraph(`No referral score: ${screening.note}`));
   } else {
     const verdict = referral.refer ? "at or above the referral point: refer" : "below the referral point";
