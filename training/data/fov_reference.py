@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from model.fov import detect_disc
 from model.formats.images import read_image
-from training.data.idrid import DEFAULT_ROOT, list_samples
+from training.data.idrid import DEFAULT_ROOT, DatasetLayoutError, list_samples
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,8 +24,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="IDRiD root folder (official layout)")
     parser.add_argument("--split", default="train")
     args = parser.parse_args(argv)
+    try:
+        samples = list_samples(args.data, args.split)
+    except DatasetLayoutError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     diameters = []
-    for sample in tqdm(list_samples(args.data, args.split), desc="discs", unit="image", file=sys.stderr):
+    for sample in tqdm(samples, desc="discs", unit="image", file=sys.stderr):
         disc = detect_disc(read_image(sample.image_path))
         diameters.append(disc.diameter)
         print(f"{sample.name} centre ({disc.cx:.1f}, {disc.cy:.1f}) diameter {disc.diameter:.1f} found {disc.found}")

@@ -17,6 +17,8 @@ MASKS_DIR = "A. Segmentation/2. All Segmentation Groundtruths"
 LESION_DIRS = {"MA": "1. Microaneurysms", "HE": "2. Haemorrhages"}
 SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "idrid"
+IDRID_SOURCE = "https://idrid.grand-challenge.org/ (CC BY 4.0)"
+"""Where IDRiD is downloaded from, and its licence."""
 
 DEFAULT_HOLDOUT = tuple(f"IDRiD_{n:02d}" for n in range(5, 55, 5))
 """Every fifth training image (IDRiD_05, _10, ..., _50) is held out for validation."""
@@ -25,7 +27,7 @@ _NAME = re.compile(r"^IDRiD_\d+$")
 
 
 class DatasetLayoutError(FileNotFoundError):
-    pass
+    """A data folder that is missing or not in IDRiD's official layout; the message says what was expected."""
 
 
 def data_root(root: str | Path | None) -> Path:
@@ -50,8 +52,11 @@ def list_samples(root: str | Path, split: str = "train") -> list[Sample]:
     root = Path(root)
     images = root / IMAGES_DIR / split_dir(split)
     if not images.is_dir():
+        masks = f"{MASKS_DIR}/{split_dir(split)}/<lesion>/IDRiD_NN_<lesion>.tif"
         raise DatasetLayoutError(
-            f"{images} not found: expected IDRiD's layout '{IMAGES_DIR}/<split>/IDRiD_NN.jpg' under {root}"
+            f"{images} not found: expected IDRiD's segmentation part in its official layout under {root}, "
+            f"'{IMAGES_DIR}/{split_dir(split)}/IDRiD_NN.jpg' and '{masks}'; download IDRiD from {IDRID_SOURCE} "
+            "and unpack it there, or name its folder (--data, or data.root in a run config)"
         )
     samples = []
     for image_path in sorted(images.glob("IDRiD_*.jpg")):

@@ -16,7 +16,7 @@ from model.config import LESIONS
 from model.inference import TileSettings, predict_probabilities
 from model.screening.masks import binary_mask
 from model.screening.overlay import LESION_COLOURS, overlay
-from training.data.idrid import DEFAULT_ROOT, list_samples, load_sample
+from training.data.idrid import DEFAULT_ROOT, DatasetLayoutError, list_samples, load_sample
 
 ZOOM = 700
 """Side of the full-resolution close-up, in pixels of the original image."""
@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     wanted = [name.strip() for name in args.images.split(",") if name.strip()]
-    samples = {sample.name: sample for sample in list_samples(args.data, args.split)}
+    try:
+        samples = {sample.name: sample for sample in list_samples(args.data, args.split)}
+    except DatasetLayoutError as exc:
+        print(f"redseg-examples: error: {exc}", file=sys.stderr)
+        return 2
     missing = [name for name in wanted if name not in samples]
     if missing:
         print(f"redseg-examples: error: not in {args.data} ({args.split}): {', '.join(missing)}", file=sys.stderr)

@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.data.idrid import DatasetLayoutError
+from training.data.idrid import IDRID_SOURCE, DatasetLayoutError
 
 IMAGES_DIR = "B. Disease Grading/1. Original Images/a. Training Set"
 LABELS_CSV = "B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv"
@@ -31,7 +31,11 @@ def list_graded(root: str | Path) -> list[GradedImage]:
     root = Path(root)
     labels, images = root / LABELS_CSV, root / IMAGES_DIR
     if not labels.is_file() or not images.is_dir():
-        raise DatasetLayoutError(f"expected IDRiD's grading layout under {root}: '{IMAGES_DIR}/' and '{LABELS_CSV}'")
+        raise DatasetLayoutError(
+            f"IDRiD's disease-grading part not found: expected its official grading layout under {root}, "
+            f"'{IMAGES_DIR}/IDRiD_NNN.jpg' and '{LABELS_CSV}'; download IDRiD from {IDRID_SOURCE} "
+            "and unpack it there, or name its folder with --data"
+        )
     graded = []
     with labels.open(newline="", encoding="utf-8-sig") as f:
         for row in csv.reader(f):
