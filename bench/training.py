@@ -26,25 +26,24 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.config import RedSegConfig  # noqa: E402
 from model.precision import autocast, to_channels_last, uses_bf16  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from model.devices import resolve_device  # noqa: E402
-from training.data.cache import WorkingScaleCache  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.data.dataset import AugmentConfig, IterationBatchSampler, PatchDataset  # noqa: E402
-from training.engine import build_model, build_optimizer, build_scheduler, train_step  # noqa: E402
-from training.data.idrid import data_root, list_samples, split_holdout  # noqa: E402
-from training.losses import DeepSupervision, build_loss  # noqa: E402
+from training.config import StageConfig, TrainConfig, load_config  # noqa: E402
+from training.data.dataset import PatchDataset  # noqa: E402
+from training.engine import (build_criterion, build_loader, build_model, build_optimizer,  # noqa: E402
+                             build_patch_dataset, build_scheduler, select_samples, stage_seed, to_working_scale,
+                             train_step)
 
 
 def sync(device: torch.device) -> None:
@@ -53,21 +52,21 @@ def sync(device: torch.device) -> None:
 
 
 class TrainerIteration:
-    """One model with its own optimiser, scheduler and loader, stepped the way ``redseg-train`` steps it."""
+    """One model with its own optimiser, scheduler and loader, built and stepped the way ``redseg-train``
+    builds and steps them (``training.engine``'s set-up functions)."""
 
-    def __init__(self, config: dict, stage: dict, dataset, device, precision: str, channels_last: bool, iterations: int):
+    def __init__(self, config: TrainConfig, stage: StageConfig, dataset: PatchDataset, device: torch.device,
+                 precision: str, channels_last: bool):
         torch.manual_seed(0)
-        model = build_model(config["model"], None).to(device)
+        model = build_model(config.model, None).to(device)
         self.model = to_channels_last(model) if channels_last else model
         self.device, self.precision, self.channels_last = device, precision, channels_last
-        self.criterion = DeepSupervision(build_loss(stage["loss"], stage["loss_options"], stage["iterations"]),
-                                         **config["deep_supervision"])
-        self.optimizer = build_optimizer(self.model, stage["optimizer"])
-        self.scheduler = build_scheduler(self.optimizer, stage["iterations"], stage["schedule"])
-        self.loader = iter(DataLoader(dataset, batch_sampler=IterationBatchSampler(0, iterations, stage["batch_size"]),
-                                      num_workers=int(config["data"]["workers"]), pin_memory=device.type == "cuda"))
+        self.criterion = build_criterion(stage, config.deep_supervision)
+        self.optimizer = build_optimizer(self.model, stage.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, stage.iterations, stage.schedule)
+        self.loader = iter(build_loader(dataset, stage, 0, config.data.workers, device))
         self.log = io.StringIO()
-        self.bar = tqdm(total=iterations, file=io.StringIO())
+        self.bar = tqdm(total=stage.iterations, file=io.StringIO())
 
     def full(self, step: int) -> float:
         sync(self.device)
@@ -109,20 +108,19 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    stage = config["stages"][args.stage]
+    stage = config.stages[args.stage]
+    # each model draws a warm-up batch and one per repeat from its own loader: a stage shorter than that is lengthened
+    stage = replace(stage, iterations=max(stage.iterations, args.repeats + 1))
     device = resolve_device(args.device)
-    data = config["data"]
-    root = data_root(data["root"])
-    train_samples, _ = split_holdout(list_samples(root, data["split"]), data["holdout"])
-    cache = WorkingScaleCache(RedSegConfig.from_dict(config["model"]), ROOT / data["cache_dir"])
-    items = cache.get_all(train_samples[: args.images])
+    train_samples, _ = select_samples(config.data, config.model)
+    items = to_working_scale(train_samples[: args.images], config.data, config.model)
 
-    iterations = args.repeats * 2 + 2
-    dataset = PatchDataset(items, stage["crop_size"], data["lesion_share"], AugmentConfig.from_dict(config["augment"]))
-    fixed_images, fixed_masks = next(iter(DataLoader(dataset, batch_sampler=IterationBatchSampler(10**6, 10**6 + 1, stage["batch_size"]))))
+    dataset = build_patch_dataset(items, stage, config.data, config.augment, stage_seed(config.seed, args.stage))
+    fixed = range(10**6, 10**6 + stage.batch_size)  # patches off the loaders' path, for (b)
+    fixed_images, fixed_masks = default_collate([dataset[i] for i in fixed])
     fixed_images, fixed_masks = fixed_images.to(device), fixed_masks.to(device)
-    fast = TrainerIteration(config, stage, dataset, device, config["precision"], channels_last=True, iterations=iterations)
-    reference = TrainerIteration(config, stage, dataset, device, "fp32", channels_last=False, iterations=iterations)
+    fast = TrainerIteration(config, stage, dataset, device, config.precision, channels_last=True)
+    reference = TrainerIteration(config, stage, dataset, device, "fp32", channels_last=False)
 
     fast.full(0), reference.full(0), fast.bare(0, fixed_images, fixed_masks)  # warm-up
     times: dict[str, list[float]] = {"fast": [], "reference": [], "bare": []}
@@ -131,9 +129,9 @@ def main(argv=None) -> int:
         times["reference"].append(reference.full(r + 1))
         times["bare"].append(fast.bare(r + 1, fixed_images, fixed_masks))
     med = {k: statistics.median(v) for k, v in times.items()}
-    path = "bf16 autocast" if uses_bf16(device, config["precision"]) else "fp32"
-    print(f"config {Path(args.config).name}, stage {stage['name']} ({stage['loss']}), batch {stage['batch_size']} x "
-          f"{stage['crop_size']}^2, width {config['model']['width']}, device {device}, threads {torch.get_num_threads()}, "
+    path = "bf16 autocast" if uses_bf16(device, config.precision) else "fp32"
+    print(f"config {Path(args.config).name}, stage {stage.name} ({stage.loss}), batch {stage.batch_size} x "
+          f"{stage.crop_size}^2, width {config.model.width}, device {device}, threads {torch.get_num_threads()}, "
           f"{args.repeats} repeats (median, interleaved)")
     print(f"(a) full iteration, fast path ({path}, channels_last):  {med['fast']:.3f} s")
     print(f"(r) full iteration, fp32 NCHW (before the fast path):     {med['reference']:.3f} s")

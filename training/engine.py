@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from model.atomic import atomic_write
 from model.checkpoint import load_checkpoint
@@ -17,14 +18,20 @@ from model.imagenet import load_imagenet_encoder
 from model.inference import TileSettings, predict_working_scale
 from model.network import RedSeg
 from model.precision import autocast, to_channels_last
-from training.data.cache import CachedSample
+from training.config import (ConfigError, DataConfig, DeepSupervisionConfig, OptimizerConfig, ScheduleConfig,
+                             StageConfig)
+from training.data.cache import CachedSample, WorkingScaleCache
+from training.data.dataset import AugmentConfig, IterationBatchSampler, PatchDataset
+from training.data.idrid import data_root, list_samples, split_holdout
+from training.data.pack import read_pack
 from training.evaluation.metrics import PRAccumulator
+from training.losses import DeepSupervision, build_loss
 
 
-def build_model(model_config: dict, init: str | None) -> RedSeg:
+def build_model(model_config: RedSegConfig, init: str | None) -> RedSeg:
     """The network of ``model_config``: random, its encoder from ImageNet weights, or (a ``.safetensors``
     RedSeg checkpoint of the same config) every weight from that checkpoint, to fine-tune it."""
-    model = RedSeg(RedSegConfig.from_dict(model_config))
+    model = RedSeg(model_config)
     if init in (None, "", "none"):
         return model
     if str(init).endswith(".safetensors"):
@@ -37,41 +44,96 @@ def build_model(model_config: dict, init: str | None) -> RedSeg:
     return model
 
 
-def build_optimizer(model: nn.Module, options: dict) -> torch.optim.Optimizer:
-    name, lr, wd = options["name"], float(options["lr"]), float(options.get("weight_decay", 0.0))
+def build_optimizer(model: nn.Module, options: OptimizerConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(options.get("betas", (0.9, 0.999))), weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(options.get("betas", (0.9, 0.999))), weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(options.get("momentum", 0.9)), weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}")
+    if options.name == "adam":
+        return torch.optim.Adam(params, lr=options.lr, betas=options.betas, weight_decay=options.weight_decay)
+    if options.name == "adamw":
+        return torch.optim.AdamW(params, lr=options.lr, betas=options.betas, weight_decay=options.weight_decay)
+    if options.name == "sgd":
+        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
+    raise ValueError(f"unknown optimizer {options.name!r}")
 
 
-def lr_factor(step: int, iterations: int, options: dict) -> float:
+def lr_factor(step: int, iterations: int, options: ScheduleConfig) -> float:
     """The learning-rate multiplier at ``step`` (0-based) of a stage: linear warm-up, then the schedule."""
-    warmup = int(options.get("warmup", 0))
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    name = options["name"]
-    floor = float(options.get("min_lr_ratio", 0.0))
-    span = max(1, iterations - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    if name == "constant":
+    if options.warmup and step < options.warmup:
+        return (step + 1) / options.warmup
+    floor = options.min_lr_ratio
+    span = max(1, iterations - options.warmup)
+    progress = min(1.0, (step - options.warmup) / span)
+    if options.name == "constant":
         return 1.0
-    if name == "cosine":
+    if options.name == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    if name == "poly":
-        return floor + (1 - floor) * (1 - progress) ** float(options.get("power", 0.9))
-    if name == "step":
-        drops = sum(1 for m in options.get("milestones", []) if step >= int(m))
-        return float(options.get("gamma", 0.1)) ** drops
-    raise ValueError(f"unknown schedule {name!r}")
+    if options.name == "poly":
+        return floor + (1 - floor) * (1 - progress) ** options.power
+    if options.name == "step":
+        return options.gamma ** sum(1 for m in options.milestones if step >= m)
+    raise ValueError(f"unknown schedule {options.name!r}")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, iterations: int, options: dict):
+def build_scheduler(optimizer: torch.optim.Optimizer, iterations: int, options: ScheduleConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, iterations, options))
+
+
+def build_criterion(stage: StageConfig, supervision: DeepSupervisionConfig) -> DeepSupervision:
+    """The stage's pixel loss on every side output and the fused one, weighted as ``supervision`` says."""
+    return DeepSupervision(
+        build_loss(stage.loss, stage.loss_options, stage.iterations),
+        side_weights=supervision.side_weights,
+        fused_weight=supervision.fused_weight,
+        lesion_weights=supervision.lesion_weights,
+    )
+
+
+def stage_seed(seed: int, stage_index: int) -> int:
+    """The patch dataset's seed of a stage: each stage draws its own crops."""
+    return seed * 1000 + stage_index
+
+
+def build_patch_dataset(items: list[CachedSample], stage: StageConfig, data: DataConfig, augment: AugmentConfig,
+                        seed: int) -> PatchDataset:
+    return PatchDataset(items, stage.crop_size, data.lesion_share, augment, seed=seed)
+
+
+def build_loader(dataset: PatchDataset, stage: StageConfig, start: int, workers: int, device: torch.device,
+                 rank: int = 0, world_size: int = 1) -> DataLoader:
+    """The stage's batches from its step ``start`` on (this rank's share): patch ``i`` is a pure function of
+    (seed, i), so a resumed stage draws the batches it would have drawn."""
+    sampler = IterationBatchSampler(start, stage.iterations, stage.batch_size, rank, world_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=False)
+
+
+def select_samples(data: DataConfig, model_config: RedSegConfig) -> tuple[list, list]:
+    """The training and hold-out samples of the ``data`` section: working-scale samples from its pack, or
+    IDRiD file samples (``to_working_scale`` reads them). Raises ``DatasetLayoutError``, ``PackError``, or
+    ``ConfigError`` for names that are not in the data."""
+    if data.packed:
+        source = data.packed
+        samples = read_pack(source, model_config)
+    else:
+        source = data_root(data.root)
+        samples = list_samples(source, data.split)
+    if data.images is not None:
+        wanted = set(data.images)
+        unknown = wanted - {s.name for s in samples}
+        if unknown:
+            raise ConfigError(f"data.images: names not in {source}: {sorted(unknown)}")
+        samples = [s for s in samples if s.name in wanted]
+    try:
+        return split_holdout(samples, data.holdout)
+    except ValueError as exc:
+        raise ConfigError(f"data.holdout: {exc}") from None
+
+
+def to_working_scale(samples: list, data: DataConfig, model_config: RedSegConfig,
+                     progress: bool = False) -> list[CachedSample]:
+    """``select_samples``' samples at the model's working scale, through the cache (a pack's already are)."""
+    if data.packed:
+        return samples
+    return WorkingScaleCache(model_config, data.cache_dir).get_all(samples, progress=progress)
 
 
 def unwrap(model: nn.Module) -> RedSeg:

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.cli_help import plain_help
@@ -39,24 +38,27 @@ from model.config import LESIONS, RedSegConfig
 from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import to_channels_last, uses_bf16
-from training.data.cache import WorkingScaleCache
-from training.config import ConfigError, load_config
-from training.data.dataset import AugmentConfig, IterationBatchSampler, PatchDataset
+from training.config import ConfigError, DataConfig, StageConfig, TrainConfig, load_config, resolve
+from training.data.idrid import DatasetLayoutError
+from training.data.pack import PackError
 from training.engine import (
+    build_criterion,
+    build_loader,
     build_model,
     build_optimizer,
+    build_patch_dataset,
     build_scheduler,
     load_state,
     rng_state,
     save_state,
+    select_samples,
     set_rng_state,
+    stage_seed,
+    to_working_scale,
     train_step,
     unwrap,
     validate,
 )
-from training.data.idrid import data_root, list_samples, split_holdout
-from training.data.pack import PackError, read_pack
-from training.losses import DeepSupervision, build_loss
 from training.plots import plot_curves
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -104,21 +106,22 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config)
-    except (ConfigError, ValueError) as exc:
-        print(f"redseg-train: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        return usage_error(exc)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(args.device or config["device"], local_rank)
-    threads = args.threads or config["threads"]
+    device = pick_device(args.device or config.device, local_rank)
+    threads = args.threads or config.threads
     if threads:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
     distributed = world_size > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         return run(config, args, device, rank, world_size)
+    except (ConfigError, DatasetLayoutError, PackError) as exc:  # the config's data: missing, or not what it names
+        return usage_error(exc)
     finally:
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
 class Run:
     """What every part of a training run reads: the config, where it writes, the data and the device."""
 
-    config: dict
+    config: TrainConfig
     out: Path
     device: torch.device
     rank: int
@@ -172,16 +175,22 @@ class Position:
     best: dict = field(default_factory=lambda: {"overall": None})
 
 
-def run(config: dict, args, device: torch.device, rank: int, world_size: int) -> int:
-    out = Path(args.out or Path("runs") / config["name"])
+def usage_error(exc: Exception) -> int:
+    """A config or data error: one line on stderr, exit status 2 (as argparse's)."""
+    print(f"redseg-train: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def run(config: TrainConfig, args, device: torch.device, rank: int, world_size: int) -> int:
+    out = Path(args.out or Path("runs") / config.name)
     resume = open_run_folder(out, config, args.resume, rank == 0)
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config.seed)
     show = rank == 0 and not args.no_progress
-    train_items, holdout_items = load_data(config["data"], RedSegConfig.from_dict(config["model"]), show)
+    train_items, holdout_items = load_data(config.data, config.model, show)
     tiles = validation_tiles(config)
     ctx = Run(config, out, device, rank, world_size, show, train_items, holdout_items, tiles, git_commit())
     try:
-        network = build_model(config["model"], config["init"] if resume is None else None)
+        network = build_model(config.model, config.init if resume is None else None)
     except (ValueError, CheckpointError) as exc:
         raise SystemExit(f"redseg-train: {exc}") from None
     model = to_channels_last(network.to(device))
@@ -190,13 +199,13 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
         position = restore(model, resume, ctx, args.config)
     if ctx.main_process:
         print(f"redseg-train: {len(train_items)} training / {len(holdout_items)} hold-out images, device {device} "
-              f"({'bf16' if uses_bf16(device, config['precision']) else 'fp32'}, channels_last), "
+              f"({'bf16' if uses_bf16(device, config.precision) else 'fp32'}, channels_last), "
               f"world size {world_size}, out {out}", file=sys.stderr)
-    stages = config["stages"]
+    stages = config.stages
     for stage_index in range(position.stage_index, len(stages)):
         start = position.step if stage_index == position.stage_index else 0
-        if stage_index > 0 and start == 0 and stages[stage_index].get("init_from", "last") == "best":
-            load_best(model, ctx.checkpoint_dir / f"{stages[stage_index - 1]['name']}-best.safetensors", device)
+        if stage_index > 0 and start == 0 and stages[stage_index].init_from == "best":
+            load_best(model, ctx.checkpoint_dir / f"{stages[stage_index - 1].name}-best.safetensors", device)
         position.stage_index, position.step = stage_index, start
         train_stage(ctx, model, position, resume if start > 0 else None, args.stop_at)
         if world_size > 1:
@@ -206,7 +215,7 @@ def run(config: dict, args, device: torch.device, rank: int, world_size: int) ->
     return 0
 
 
-def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -> dict | None:
+def open_run_folder(out: Path, config: TrainConfig, resume: bool, main_process: bool) -> dict | None:
     """Create (or reopen, with ``resume``) the run folder; returns the saved training state to resume from."""
     state_path = out / "state.pt"
     state = None
@@ -218,7 +227,7 @@ def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -
         raise SystemExit(f"redseg-train: {out} already holds a run; pass --resume to continue it, or another --out")
     if main_process:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         if state is not None:
             _truncate_log(out / "log.jsonl", state["global_step"])
         else:
@@ -226,61 +235,51 @@ def open_run_folder(out: Path, config: dict, resume: bool, main_process: bool) -
     return state
 
 
-def load_data(data: dict, model_config: RedSegConfig, show: bool) -> tuple[list, list]:
+def load_data(data: DataConfig, model_config: RedSegConfig, show: bool) -> tuple[list, list]:
     """The working-scale training and hold-out images of the config's ``data`` section: from its pack, or
     from the IDRiD folder through the cache."""
-    if data["packed"]:
-        source = data["packed"]
-        try:
-            samples = read_pack(source, model_config)
-        except PackError as exc:
-            raise SystemExit(f"redseg-train: {exc}") from None
-    else:
-        source = data_root(data["root"])
-        samples = list_samples(source, data["split"])
-    if data["images"] is not None:
-        wanted = set(data["images"])
-        unknown = wanted - {s.name for s in samples}
-        if unknown:
-            raise SystemExit(f"redseg-train: data.images names not in {source}: {sorted(unknown)}")
-        samples = [s for s in samples if s.name in wanted]
-    train_samples, holdout_samples = split_holdout(samples, data["holdout"])
-    if data["packed"]:
-        return train_samples, holdout_samples
-    cache = WorkingScaleCache(model_config, data["cache_dir"])
-    return cache.get_all(train_samples, progress=show), cache.get_all(holdout_samples, progress=show)
+    train_samples, holdout_samples = select_samples(data, model_config)
+    return (to_working_scale(train_samples, data, model_config, show),
+            to_working_scale(holdout_samples, data, model_config, show))
 
 
-def validation_tiles(config: dict) -> TileSettings:
-    v = config["validation"]
-    return TileSettings(tile_size=v["tile_size"], min_overlap=v["min_overlap"], batch_size=v["batch_size"],
-                        fov_mask=True, precision=config["precision"])
+def validation_tiles(config: TrainConfig) -> TileSettings:
+    v = config.validation
+    return TileSettings(tile_size=v.tile_size, min_overlap=v.min_overlap, batch_size=v.batch_size,
+                        fov_mask=True, precision=config.precision)
 
 
 def restore(model, resume: dict, ctx: Run, config_path: str) -> Position:
     unwrap(model).load_state_dict(resume["model"])
     set_rng_state(resume["rng"])
     position = Position(resume["stage_index"], resume["step"], resume["global_step"], json.loads(resume["best"]))
-    if ctx.main_process and json.loads(resume["config"]) != ctx.config:
+    if ctx.main_process and not same_config(resume["config"], ctx.config):
         print(f"redseg-train: warning: {config_path} differs from the config {ctx.state_path} was written with; "
               "continuing with the new one", file=sys.stderr)
-    stages = ctx.config["stages"]
-    ctx.log({"event": "resume", "stage": stages[min(position.stage_index, len(stages) - 1)]["name"],
+    stages = ctx.config.stages
+    ctx.log({"event": "resume", "stage": stages[min(position.stage_index, len(stages) - 1)].name,
              "step": position.global_step})
     return position
 
 
+def same_config(saved: str, config: TrainConfig) -> bool:
+    """Whether a training state's config (JSON, as ``save_training_state`` writes it) is ``config``."""
+    try:
+        return resolve(json.loads(saved)) == config
+    except (ConfigError, json.JSONDecodeError):
+        return False
+
+
 def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_at: int | None) -> None:
     """Train one stage from ``position.step`` to its last iteration, validating and saving as configured."""
-    stage = ctx.config["stages"][position.stage_index]
-    iterations = int(stage["iterations"])
+    config, stage = ctx.config, ctx.config.stages[position.stage_index]
     net = model
     if ctx.world_size > 1:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    criterion = build_criterion(ctx.config, stage)
-    optimizer = build_optimizer(model, stage["optimizer"])
-    scheduler = build_scheduler(optimizer, iterations, stage["schedule"])
+    criterion = build_criterion(stage, config.deep_supervision)
+    optimizer = build_optimizer(model, stage.optimizer)
+    scheduler = build_scheduler(optimizer, stage.iterations, stage.schedule)
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
@@ -288,7 +287,7 @@ def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_a
     window = LossWindow()
     for images, masks in stage_loader(ctx, stage, position):
         loss, parts = train_step(net, criterion, optimizer, images, masks, position.step, ctx.device,
-                                 ctx.config["precision"], freeze_batch_norm=bool(stage["freeze_batch_norm"]))
+                                 config.precision, freeze_batch_norm=stage.freeze_batch_norm)
         scheduler.step()
         position.step += 1
         position.global_step += 1
@@ -296,16 +295,16 @@ def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_a
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        last = position.step == iterations
-        if position.step % int(ctx.config["log_every"]) == 0 or last:
-            ctx.log({"event": "train", "stage": stage["name"], "stage_step": position.step, "step": position.global_step,
+        last = position.step == stage.iterations
+        if position.step % config.log_every == 0 or last:
+            ctx.log({"event": "train", "stage": stage.name, "stage_step": position.step, "step": position.global_step,
                      "loss": window.mean(), "lr": scheduler.get_last_lr()[0], "s_per_it": window.seconds_per_step(),
-                     "parts": parts, **({"k": criterion.loss.last_k} if stage["loss"] == "topk" else {})})
+                     "parts": parts, **({"k": criterion.loss.last_k} if stage.loss == "topk" else {})})
             window = LossWindow()
-        if position.step % int(stage["val_every"]) == 0 or last:
+        if position.step % stage.val_every == 0 or last:
             validate_and_save(ctx, model, position, progress)
             window = LossWindow()
-        if position.global_step % int(ctx.config["checkpoint"]["state_every"]) == 0 or last:
+        if position.global_step % config.checkpoint.state_every == 0 or last:
             save_training_state(ctx, model, optimizer, scheduler, position, done=last)
         if stop_at is not None and position.global_step >= stop_at:
             if progress is not None:
@@ -315,26 +314,12 @@ def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_a
         progress.close()
 
 
-def build_criterion(config: dict, stage: dict) -> DeepSupervision:
-    supervision = config["deep_supervision"]
-    return DeepSupervision(
-        build_loss(stage["loss"], stage["loss_options"], int(stage["iterations"])),
-        side_weights=supervision["side_weights"],
-        fused_weight=supervision["fused_weight"],
-        lesion_weights=supervision["lesion_weights"],
-    )
-
-
-def stage_loader(ctx: Run, stage: dict, position: Position) -> DataLoader:
-    """The stage's batches from ``position.step`` on: patch ``i`` is a pure function of (seed, i)."""
+def stage_loader(ctx: Run, stage: StageConfig, position: Position):
+    """The stage's batches from ``position.step`` on (``training.engine.build_loader``)."""
     config = ctx.config
-    dataset = PatchDataset(
-        ctx.train_items, stage["crop_size"], config["data"]["lesion_share"], AugmentConfig.from_dict(config["augment"]),
-        seed=config["seed"] * 1000 + position.stage_index,
-    )
-    sampler = IterationBatchSampler(position.step, int(stage["iterations"]), stage["batch_size"], ctx.rank, ctx.world_size)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(config["data"]["workers"]),
-                      pin_memory=ctx.device.type == "cuda", persistent_workers=False)
+    dataset = build_patch_dataset(ctx.train_items, stage, config.data, config.augment,
+                                  stage_seed(config.seed, position.stage_index))
+    return build_loader(dataset, stage, position.step, config.data.workers, ctx.device, ctx.rank, ctx.world_size)
 
 
 class LossWindow:
@@ -354,35 +339,35 @@ class LossWindow:
         return (time.perf_counter() - self.started) / max(self.count, 1)
 
 
-def _progress_bar(ctx: Run, stage: dict, start: int):
+def _progress_bar(ctx: Run, stage: StageConfig, start: int):
     if not ctx.show_progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=int(stage["iterations"]), initial=start, desc=f"{stage['name']} ({stage['loss']})", unit="it",
+    return tqdm(total=stage.iterations, initial=start, desc=f"{stage.name} ({stage.loss})", unit="it",
                 dynamic_ncols=True)
 
 
 def validate_and_save(ctx: Run, model, position: Position, progress) -> None:
     """Hold-out validation; the stage's and the run's best checkpoints, and the stage's last one."""
     if ctx.main_process:
-        stage = ctx.config["stages"][position.stage_index]
-        last = position.step == int(stage["iterations"])
+        stage = ctx.config.stages[position.stage_index]
+        last = position.step == stage.iterations
         started = time.perf_counter()
         metrics = validate(unwrap(model), ctx.holdout_items, ctx.device, ctx.tiles) if ctx.holdout_items else None
-        record = {"event": "val", "stage": stage["name"], "stage_step": position.step, "step": position.global_step,
+        record = {"event": "val", "stage": stage.name, "stage_step": position.step, "step": position.global_step,
                   "seconds": time.perf_counter() - started}
-        provenance = {"config": ctx.config, "stage": stage["name"], "stage_step": position.step,
+        provenance = {"config": ctx.config.to_dict(), "stage": stage.name, "stage_step": position.step,
                       "global_step": position.global_step, "git": ctx.commit, "world_size": ctx.world_size,
-                      "holdout": ctx.config["data"]["holdout"]}
+                      "holdout": list(ctx.config.data.holdout)}
         if metrics is not None:
             record["metrics"], record["best"] = metrics, save_if_best(ctx, model, position, metrics, provenance)
             if progress is not None:
-                progress.write(validation_line(stage["name"], position.step, int(stage["iterations"]), metrics,
-                                               ctx.config["validation"]["select"], position.best["overall"]))
+                progress.write(validation_line(stage.name, position.step, stage.iterations, metrics,
+                                               ctx.config.validation.select, position.best["overall"]))
         if last:
             thresholds = None if metrics is None else {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
-            _save(ctx.checkpoint_dir / f"{stage['name']}-last.safetensors", model, ctx.config, thresholds,
+            _save(ctx.checkpoint_dir / f"{stage.name}-last.safetensors", model, ctx.config, thresholds,
                   provenance, metrics or {})
         ctx.log(record)
         plot_curves_every(ctx, 300)
@@ -392,8 +377,8 @@ def validate_and_save(ctx: Run, model, position: Position, progress) -> None:
 
 def save_if_best(ctx: Run, model, position: Position, metrics: dict, provenance: dict) -> dict:
     """Save the stage's and the run's best checkpoints when ``metrics`` beat them; returns the best scores."""
-    stage_name = ctx.config["stages"][position.stage_index]["name"]
-    score = metrics[ctx.config["validation"]["select"]]
+    stage_name = ctx.config.stages[position.stage_index].name
+    score = metrics[ctx.config.validation.select]
     thresholds = {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
     best = position.best
     if best.get(stage_name) is None or score > best[stage_name]["score"]:
@@ -432,7 +417,7 @@ def save_training_state(ctx: Run, model, optimizer, scheduler, position: Positio
         "global_step": position.global_step,
         "best": json.dumps(position.best),
         "rng": rng_state(),
-        "config": json.dumps(ctx.config),
+        "config": json.dumps(ctx.config.to_dict()),
     })
 
 
@@ -440,14 +425,14 @@ def finish(ctx: Run, position: Position) -> None:
     ctx.log({"event": "done", "step": position.global_step, "best": position.best})
     plot_curves(ctx.log_path, ctx.out / "curves.png")
     overall = position.best["overall"]
-    print(f"redseg-train: done; best hold-out {ctx.config['validation']['select']} "
+    print(f"redseg-train: done; best hold-out {ctx.config.validation.select} "
           f"{overall['score'] if overall else float('nan'):.4f} -> {ctx.out / 'best.safetensors'}", file=sys.stderr)
 
 
-def _save(path: Path, model, config: dict, thresholds, provenance: dict, metrics: dict) -> None:
-    ck = config["checkpoint"]
-    save_checkpoint(path, unwrap(model), thresholds=thresholds, name=ck["name"], version=str(ck["version"]),
-                    provenance=provenance, metrics=metrics, half=bool(ck["half"]))
+def _save(path: Path, model, config: TrainConfig, thresholds, provenance: dict, metrics: dict) -> None:
+    ck = config.checkpoint
+    save_checkpoint(path, unwrap(model), thresholds=thresholds, name=ck.name, version=ck.version,
+                    provenance=provenance, metrics=metrics, half=ck.half)
 
 
 def load_best(model, path: Path, device: torch.device) -> None:

@@ -8,6 +8,7 @@ from model.config import RedSegConfig
 from model.network import RedSeg
 from training.data.cache import WorkingScaleCache
 from training.data.dataset import AugmentConfig, PatchDataset
+from training.config import OptimizerConfig
 from training.engine import build_optimizer, train_step
 from training.data.idrid import list_samples
 from training.losses import BalancedBCE, DeepSupervision, FNFPLoss, TopKBalancedBCE, TopKSchedule
@@ -45,7 +46,7 @@ def test_tiny_network_overfits_two_real_crops(tmp_path):
     masks = torch.stack([ma[1], he[1]])
     model = RedSeg(RedSegConfig(width=0.125, batch_norm=True, working_long_side=720))
     criterion = DeepSupervision(BalancedBCE())
-    optimizer = build_optimizer(model, {"name": "adam", "lr": 3e-3})
+    optimizer = build_optimizer(model, OptimizerConfig(lr=3e-3))
     before = _ap(model, images, masks)
     losses = [train_step(model, criterion, optimizer, images, masks, step, torch.device("cpu"))[0] for step in range(60)]
     after = _ap(model, images, masks)
@@ -55,12 +56,12 @@ def test_tiny_network_overfits_two_real_crops(tmp_path):
         assert a > max(0.5, 3 * b), f"{lesion}: AP {b:.3f} -> {a:.3f}"
     # then the paper's stage 1 (top-k) and a short low-lr stage 2 (FN+FP) keep what was learnt
     topk = DeepSupervision(TopKBalancedBCE(TopKSchedule(key=10, k_min=200, step=10, length=20)))
-    optimizer = build_optimizer(model, {"name": "adam", "lr": 1e-3})
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-3))
     topk_losses = [train_step(model, topk, optimizer, images, masks, step, torch.device("cpu"))[0] for step in range(20)]
     assert np.mean(topk_losses[-3:]) < np.mean(topk_losses[:3])
     after_topk = _ap(model, images, masks)
     fnfp = DeepSupervision(FNFPLoss())
-    optimizer = build_optimizer(model, {"name": "adam", "lr": 1e-4})
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-4))
     for step in range(10):
         train_step(model, fnfp, optimizer, images, masks, step, torch.device("cpu"))
     after_fnfp = _ap(model, images, masks)

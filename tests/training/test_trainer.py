@@ -130,16 +130,49 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("stages: [{loss: dice}]\n")
     assert main(["--config", str(path)]) == 2
-    assert "loss must be one of" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"redseg-train: error: {path}: stages[0].loss: expected one of 'balanced_bce', "
+                                       "'topk', 'fnfp', got 'dice'\n")
 
 
-def test_model_scale_defaults_to_idrids_disc_and_can_be_turned_off():
-    from training.config import resolve
+def test_missing_idrid_is_one_line_naming_the_layout_and_the_download(tmp_path):
+    config = yaml.safe_load(_config(tmp_path).read_text())
+    config["data"]["root"] = str(tmp_path / "nowhere")
+    path = tmp_path / "nowhere.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--config", str(path), "--out", str(tmp_path / "run"),
+         "--no-progress"],
+        cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("redseg-train: error: ")
+    assert "1. Original Images/a. Training Set/IDRiD_NN.jpg" in lines[0]
+    assert "https://idrid.grand-challenge.org/" in lines[0]
 
-    stages = [{"loss": "balanced_bce"}]
-    assert resolve({"model": {"working_long_side": 720}, "stages": stages})["model"]["fov_diameter"] == idrid_fov_diameter(720)
-    assert resolve({"model": {"fov_diameter": None}, "stages": stages})["model"]["fov_diameter"] is None
-    assert resolve({"model": {"fov_diameter": 900.0}, "stages": stages})["model"]["fov_diameter"] == 900.0
+
+def test_names_not_in_the_data_are_a_config_error(tmp_path, capsys):
+    config = yaml.safe_load(_config(tmp_path).read_text())
+    config["data"]["holdout"] = ["IDRiD_99"]
+    path = tmp_path / "holdout.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["--config", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith("redseg-train: error: data.holdout: hold-out names not in the data")
+
+
+def test_resume_reads_the_state_of_a_run_folder(tmp_path, capsys):
+    """The state's config (plain JSON) reads back as the same config: no 'differs' warning on resume."""
+    config = _config(tmp_path)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "--out", str(out), "--no-progress", "--stop-at", "2"])
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["stages"][0]["iterations"] == 3 and saved["model"]["fov_diameter"] == idrid_fov_diameter(144)
+    capsys.readouterr()
+    assert main(["--config", str(out / "config.yaml"), "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert "differs" not in capsys.readouterr().err
+    provenance = load_checkpoint(out / "best.safetensors").provenance
+    assert provenance["config"] == saved and provenance["holdout"] == ["IDRiD_03"]
 
 
 def test_a_run_can_start_from_a_checkpoint_of_the_same_network(tmp_path):

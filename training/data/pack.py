@@ -24,7 +24,7 @@ from model.cli_help import plain_help
 from model.config import LESIONS, RedSegConfig
 from training.data.cache import CachedSample, WorkingScaleCache, scale_settings
 from training.config import ConfigError, load_config
-from training.data.idrid import data_root, list_samples
+from training.data.idrid import DatasetLayoutError, data_root, list_samples
 
 PACK_VERSION = 1
 
@@ -84,13 +84,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-    except (ConfigError, ValueError) as exc:
-        print(f"redseg-pack-data: {exc}", file=sys.stderr)
+        samples = list_samples(data_root(config.data.root), config.data.split)
+    except (ConfigError, DatasetLayoutError) as exc:
+        print(f"redseg-pack-data: error: {exc}", file=sys.stderr)
         return 2
-    data = config["data"]
-    model_config = RedSegConfig.from_dict(config["model"])
-    samples = list_samples(data_root(data["root"]), data["split"])
-    cached = WorkingScaleCache(model_config, data["cache_dir"]).get_all(samples, progress=not args.no_progress)
+    model_config = config.model
+    cached = WorkingScaleCache(model_config, config.data.cache_dir).get_all(samples, progress=not args.no_progress)
     write_pack(args.out, cached, model_config, args.quality)
     print(f"redseg-pack-data: {len(cached)} images -> {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB)")
     return 0

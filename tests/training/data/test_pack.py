@@ -25,7 +25,7 @@ def _pack(tmp_path, quality=95):
 def _model_config(config_path) -> RedSegConfig:
     from training.config import load_config
 
-    return RedSegConfig.from_dict(load_config(config_path)["model"])
+    return load_config(config_path).model
 
 
 def test_a_pack_holds_the_cached_samples_masks_exactly_and_images_nearly(tmp_path):
@@ -63,11 +63,12 @@ def test_the_trainer_runs_from_a_pack_without_the_idrid_folder(tmp_path):
     assert [r["event"] for r in records].count("val") == 1 and (run / "best.safetensors").is_file()
 
 
-def test_a_missing_pack_is_a_clear_error(tmp_path):
+def test_a_missing_pack_is_a_clear_error(tmp_path, capsys):
     config_path = _config(tmp_path)
     config = yaml.safe_load(config_path.read_text())
     config["data"] = {"packed": str(tmp_path / "absent.npz")}
     missing = tmp_path / "missing.yaml"
     missing.write_text(yaml.safe_dump(config))
-    with pytest.raises(SystemExit, match="packed data not found"):
-        train_main(["--config", str(missing), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert train_main(["--config", str(missing), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("redseg-train: error: packed data not found") and err.count("\n") == 1
