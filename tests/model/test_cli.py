@@ -1,4 +1,5 @@
 import io
+import subprocess
 import sys
 
 import cv2
@@ -10,7 +11,7 @@ from model.cli import main
 from model.config import LESIONS
 from model.screening.masks import lesion_stats, probability_to_uint16, uint16_to_probability
 
-from tests.model.conftest import fundus_like, tiny_model
+from tests.model.conftest import ROOT, fundus_like, tiny_model
 
 
 @pytest.fixture
@@ -152,12 +153,12 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, images, capsys):
 
 def test_missing_default_checkpoint_says_what_to_do(tmp_path, images, capsys, monkeypatch):
     import model.checkpoint
-    import model.cli
+    import model.segment_files
 
     missing = tmp_path / "redseg-default.safetensors"
     monkeypatch.setattr(model.checkpoint, "DEFAULT_CHECKPOINT", missing)
-    monkeypatch.setattr(model.cli, "DEFAULT_CHECKPOINT", missing)
-    code = model.cli.main([str(images[0]), "--out", str(tmp_path / "out")])
+    monkeypatch.setattr(model.segment_files, "DEFAULT_CHECKPOINT", missing)
+    code = main([str(images[0]), "--out", str(tmp_path / "out")])
     assert code == 2
     assert f"the bundled model {missing} is missing" in capsys.readouterr().err
 
@@ -212,3 +213,31 @@ def test_tta_and_the_checkpoints_calibration_shape_the_maps(tmp_path, checkpoint
     expected = predict_probabilities(model, rgb, TileSettings(tta="hflip"), calibration)
     np.testing.assert_allclose(uint16_to_probability(read(out / "a_HE_prob.png")), expected[1], atol=1e-4)
     assert not np.allclose(expected, predict_probabilities(model, rgb, TileSettings(tta="hflip")), atol=1e-2)
+
+
+def test_the_command_lines_choices_are_the_models():
+    """model.cli writes them out so that it parses before torch loads: they must stay the modules' own."""
+    from model import cli
+    from model.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
+    from model.formats.dicom_seg import SEG_TYPES
+    from model.inference import TileSettings
+    from model.precision import PRECISIONS
+    from model.tta import TTA_MODES
+
+    assert (cli.DEFAULT_MODEL, cli.FAST_MODEL) == (DEFAULT_CHECKPOINT.name, FAST_CHECKPOINT.name)
+    assert cli.DEFAULT_TILE_SIZE == TileSettings.tile_size
+    assert cli.PRECISION_CHOICES == PRECISIONS
+    assert cli.TTA_CHOICES == ("auto", *sorted(TTA_MODES))
+    assert cli.SEG_CHOICES == SEG_TYPES
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["a.jpg", "--out", "o", "--tta", "sideways"], ["a.jpg"]])
+def test_help_and_argument_errors_answer_before_torch_loads(argv):
+    """--help and a wrong argument answer in a fraction of a second: nothing heavy is imported for them."""
+    code = ("import sys\n"
+            "from model.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'cv2', 'numpy', 'pydicom', 'highdicom') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True,
+                            cwd=ROOT, timeout=60)
+    assert result.stdout.splitlines()[-1] == "[]"
