@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from model.checkpoint import DEFAULT_CHECKPOINT
+from tests.dicom_files import photograph, sample_rgb, to_bytes
 from tests.service.helpers import ROOT, SAMPLE, running_server
 
 TOKEN = "viewer-test-token"
@@ -115,3 +116,20 @@ def test_viewer_errors_then_segments_a_photograph(browser: webdriver.Chrome, bun
     browser.find_element(By.ID, "fit").click()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "viewer.png"))
+
+
+def test_viewer_takes_a_dicom_photograph(browser: webdriver.Chrome, bundled_server: str, tmp_path: Path):
+    """The drop zone names DICOM, the file chooser offers .dcm, and the lesions are drawn on grey (a
+    browser cannot draw a DICOM file itself)."""
+    browser.get(bundled_server)
+    assert "DICOM" in browser.find_element(By.ID, "drop").text
+    assert ".dcm" in browser.find_element(By.ID, "file").get_attribute("accept").split(",")
+    browser.execute_script("document.getElementById('token-box').open = true")
+    token = browser.find_element(By.ID, "token")
+    token.clear()  # the page may keep the previous test's token for the session
+    token.send_keys(TOKEN)
+    dicom = tmp_path / "fundus.dcm"
+    dicom.write_bytes(to_bytes(photograph(sample_rgb(1072, 712), "jpeg")))
+    state, message = choose(browser, dicom)
+    assert state == "done" and "1072x712" in message, message
+    assert "DICOM" in browser.find_element(By.ID, "hint").text
