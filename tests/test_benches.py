@@ -99,9 +99,6 @@ def test_soak(files, tmp_path):
     assert (out / "soak.png").is_file()
 
 
-@pytest.mark.xfail(raises=(TypeError, AttributeError, KeyError), strict=False,
-                   reason="bench/training.py still reads the run config as nested dicts while training/config.py "
-                          "becomes dataclasses (issue 23, owned with the trainer's change)")
 def test_training(tmp_path, capsys):
     root = make_fake_idrid(tmp_path / "idrid", names=("IDRiD_01", "IDRiD_02", "IDRiD_03"), with_he=("IDRiD_01",))
     config = tmp_path / "tiny.yaml"
