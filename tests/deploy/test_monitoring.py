@@ -41,7 +41,7 @@ SEGMENT_CALLS = 3
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 PROMTOOL = shutil.which("promtool")
 
-pytestmark = pytest.mark.monitoring
+pytestmark = [pytest.mark.monitoring, pytest.mark.slow]  # slow: a real Prometheus and the service, about 25 s
 
 if PROMETHEUS is None and os.environ.get("REDSEG_REQUIRE_PROMETHEUS") != "1":
     pytest.skip("prometheus binary not installed (apt-get install prometheus)", allow_module_level=True)

@@ -115,6 +115,7 @@ def test_long_side_mapping_is_the_old_resize():
 
 
 @pytest.mark.skipif(not FAST_CHECKPOINT.is_file(), reason="needs the bundled model")
+@pytest.mark.slow  # the bundled model on the full-size sample
 def test_bundled_model_sees_a_cropped_padded_or_resized_photograph_as_the_original(sample):
     """Mean |p - p_original| per lesion over the photograph's pixels (inside the crop)."""
     model = load_checkpoint(FAST_CHECKPOINT).model

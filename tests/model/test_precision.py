@@ -96,6 +96,7 @@ def bundled_maps():
     return load_checkpoint(FAST_CHECKPOINT), fp32, bf16
 
 
+@pytest.mark.slow  # the bundled model on the full-size sample, twice
 def test_bf16_probabilities_stay_close_to_fp32_on_a_real_photograph(bundled_maps):
     _, fp32, bf16 = bundled_maps
     difference = np.abs(bf16 - fp32)
@@ -103,6 +104,7 @@ def test_bf16_probabilities_stay_close_to_fp32_on_a_real_photograph(bundled_maps
     assert difference.reshape(2, -1).mean(axis=1).max() <= BF16_MEAN_PROBABILITY_DIFFERENCE
 
 
+@pytest.mark.slow  # the bundled model on the full-size sample, twice
 def test_bf16_masks_agree_with_fp32_at_the_operating_thresholds(bundled_maps):
     checkpoint, fp32, bf16 = bundled_maps
     for channel, lesion in enumerate(LESIONS):
@@ -112,6 +114,7 @@ def test_bf16_masks_agree_with_fp32_at_the_operating_thresholds(bundled_maps):
 
 
 @pytest.mark.skipif(not MASKS.is_dir(), reason="needs ../shared/data/idrid")
+@pytest.mark.slow  # the bundled model on the full-size sample, twice
 def test_bf16_average_precision_matches_fp32_on_the_ground_truth(bundled_maps):
     _, fp32, bf16 = bundled_maps
     for channel, (lesion, folder) in enumerate([("MA", "1. Microaneurysms"), ("HE", "2. Haemorrhages")]):

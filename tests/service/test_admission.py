@@ -108,6 +108,7 @@ def test_the_hard_cap_on_requests_holds_too():
     assert refused.value.reason == "queue_full" and refused.value.retry_after_s >= 1
 
 
+@pytest.mark.slow  # a server of its own, inference slowed on purpose
 def test_a_burst_within_the_timeout_is_all_served(checkpoint, monkeypatch: pytest.MonkeyPatch):
     """The issue's case: 8 parallel requests to one worker, each ~0.3 s, well within the timeout: all 200."""
     real_predict = service.worker.predict_probabilities

@@ -22,6 +22,7 @@ from service.settings import Settings
 from tests.service.helpers import free_port, make_settings, serve_subprocess
 
 
+@pytest.mark.slow  # starts redseg-serve
 def test_the_server_refuses_to_start_without_a_checkpoint(tmp_path: Path):
     missing = tmp_path / "no-such-model.safetensors"
     process = serve_subprocess({"REDSEG_CHECKPOINT": str(missing), "REDSEG_DEVICE": "cpu"}, free_port())

@@ -91,6 +91,7 @@ def raw_exchange(url: str, chunks: Iterator[bytes], pause_s: float = 0.0) -> byt
             return b""
 
 
+@pytest.mark.slow  # waits out the 3 s body timeout
 def test_a_body_dripped_slowly_gets_408_and_its_connection_is_closed(server_process):
     url, _ = server_process
     body, content_type = multipart(bytes(5000))

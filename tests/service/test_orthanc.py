@@ -36,6 +36,8 @@ if (ORTHANC is None or not DICOMWEB_PLUGIN.exists()) and not REQUIRE_TOOLS:
     pytest.skip("Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)",
                 allow_module_level=True)
 
+pytestmark = pytest.mark.slow  # a real Orthanc
+
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import httpx
 import numpy as np
+import pytest
 
 from model.config import LESIONS
 from tests.service.helpers import segment
@@ -21,6 +22,7 @@ def decode_png(b64: str) -> np.ndarray:
     return image
 
 
+@pytest.mark.slow  # the full-size sample photograph
 def test_real_idrid_photo_gives_full_size_masks_and_probabilities(client: httpx.Client, sample_bytes: bytes):
     response = segment(client, sample_bytes, "IDRiD_05.jpg", "image/jpeg")
     assert response.status_code == 200, response.text

@@ -21,6 +21,8 @@ from tests.service.helpers import free_port, make_settings, png, segment, serve_
 
 real_predict = service.worker.predict_probabilities
 
+pytestmark = pytest.mark.slow  # a server started per test, and requests held in flight on purpose
+
 
 @pytest.fixture
 def slow_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:

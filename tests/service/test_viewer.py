@@ -24,6 +24,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("REDSEG_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 INFERENCE_TIMEOUT_S = 300
 
+pytestmark = pytest.mark.slow  # a browser and the bundled model on the full-size sample: about 50 s
+
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("REDSEG_REQUIRE_BROWSER") == "1":
         pytest.fail("REDSEG_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)")

@@ -19,6 +19,8 @@ real_predict = service.worker.predict_probabilities
 class Fatal(BaseException):
     """Not an Exception: it kills the worker thread."""
 
+pytestmark = pytest.mark.slow  # a server started per test, its inference slowed on purpose
+
 
 @pytest.fixture
 def predict_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
