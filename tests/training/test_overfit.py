@@ -32,6 +32,7 @@ def _ap(model, images, masks):
     return aps
 
 
+@pytest.mark.slow  # real IDRiD photographs
 @pytest.mark.skipif(not REAL_IDRID.is_dir(), reason="needs ../shared/data/idrid")
 def test_tiny_network_overfits_two_real_crops(tmp_path):
     torch.manual_seed(0)

@@ -98,6 +98,7 @@ def test_resume_after_a_kill_gives_identical_weights(tmp_path):
     assert steps == list(range(1, 9))  # the lost step's records were dropped and redone
 
 
+@pytest.mark.slow  # two training processes, about 9 s
 def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     config = _config(tmp_path)
     out = tmp_path / "ddp"
@@ -113,6 +114,7 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert load_checkpoint(out / "best.safetensors").provenance["world_size"] == 2
 
 
+@pytest.mark.slow  # redseg-train on real IDRiD photographs, about 6 s
 @pytest.mark.skipif(not REAL_IDRID.is_dir(), reason="needs ../shared/data/idrid")
 def test_cli_on_the_smoke_config(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
