@@ -22,7 +22,7 @@ def exposed(image: np.ndarray, gain: float) -> np.ndarray:
 def test_a_real_photograph_is_gradable(sample):
     quality = assess_quality(sample)
     assert quality.gradable and quality.reasons == ()
-    assert quality.brightness > 100 and quality.focus > 0.045 and quality.usable_share > 0.9
+    assert quality.brightness > 100 and quality.focus > 0.3 and quality.usable_share > 0.9
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,8 @@ def test_an_ungradable_photograph_gets_no_referral_decision(sample):
     dark = cv2.resize(exposed(sample, 0.1), (1072, 712), interpolation=cv2.INTER_AREA)
     probabilities = np.zeros((2, *dark.shape[:2]), np.float32)
     summary = summarise(dark, probabilities, checkpoint, lesion_masks(probabilities, checkpoint.thresholds))
-    assert summary.referral is None and summary.note.startswith("ungradable (too dark): retake")
-    assert one_line(summary).endswith("; ungradable (too dark): retake the photograph; no referral decision")
+    assert summary.referral is None and summary.note.startswith("ungradable (too dark")
+    assert "; ungradable (too dark" in one_line(summary)
+    assert one_line(summary).endswith("): retake the photograph; no referral decision")
     row = csv_row("dark.jpg", summary)
-    assert row["gradable"] == 0 and row["ungradable_reasons"] == "too dark" and row["refer"] == ""
+    assert row["gradable"] == 0 and row["ungradable_reasons"].startswith("too dark") and row["refer"] == ""
