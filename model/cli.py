@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=PROG,
         description="Segment microaneurysms (MA) and haemorrhages (HE) in fundus photographs. For each image "
         "writes <stem>_MA_mask.png / <stem>_HE_mask.png (0/255), <stem>_MA_prob.png / <stem>_HE_prob.png "
-        "(16-bit, p * 65535) and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs. Prints a "
+        "(16-bit, p * 65535) and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs (with --dicom-sr, "
+        "<stem>_sr.dcm too). Prints a "
         "one-line screening summary per image and writes them all to screening.csv (one row per image).",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG, PNG, TIFF, BMP or DICOM files")
@@ -69,6 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=SEG_CHOICES,
         help="also write <stem>_seg.dcm, a DICOM Segmentation of each DICOM input: binary masks or fractional "
         "probabilities (a non-DICOM input is then an error)",
+    )
+    parser.add_argument(
+        "--dicom-sr",
+        action="store_true",
+        help="also write <stem>_sr.dcm, a DICOM Structured Report of each DICOM input's screening summary that "
+        "references the photograph and its <stem>_seg.dcm (written too: binary unless --dicom-seg says otherwise)",
     )
     parser.add_argument("--tta", choices=TTA_CHOICES, default="auto",
                         help="test-time augmentation: average the maps over flipped/rotated views (default auto: "

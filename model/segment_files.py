@@ -1,6 +1,6 @@
 """``redseg-segment``'s work once ``model.cli`` has parsed its arguments: each photograph on disk
-to masks, 16-bit probability maps and an overlay (PNG), its DICOM SEG where asked, a screening line
-on stdout and a row of screening.csv."""
+to masks, 16-bit probability maps and an overlay (PNG), its DICOM SEG and SR where asked, a screening
+line on stdout and a row of screening.csv."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from model.config import LESIONS
 from model.devices import resolve_device
 from model.formats.dicom import is_dicom, read_dicom, to_bytes
 from model.formats.dicom_seg import segmentation
+from model.formats.dicom_sr import structured_report
 from model.formats.images import ImageDecodeError, decode_image, read_bytes
 from model.formats.png import encode_png
 from model.fov import PhotographTooSmall
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     with ScreeningTable(args.out / "screening.csv") as table:
         for path in bar:
             try:
-                stats, screening = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg)
+                stats, screening = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg,
+                                               args.dicom_sr)
             except (ImageDecodeError, PhotographTooSmall, OSError) as exc:
                 message = " ".join(str(exc).split())
                 error(message if str(path) in message else f"{path}: {message}")
@@ -65,14 +67,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_input(path: Path, dicom_seg: str | None) -> tuple[np.ndarray, Dataset | None]:
+def read_input(path: Path, dicom_seg: str | None, dicom_sr: bool = False) -> tuple[np.ndarray, Dataset | None]:
     """RGB pixels, and the parsed DICOM file for a DICOM input."""
     data = read_bytes(path)
     if is_dicom(data):
         photo = read_dicom(data)
         return photo.pixels, photo.dataset
-    if dicom_seg:
-        raise ImageDecodeError(f"{path}: --dicom-seg needs a DICOM photograph to refer to, and this is not DICOM")
+    if dicom_seg or dicom_sr:
+        flag = "--dicom-seg" if dicom_seg else "--dicom-sr"
+        raise ImageDecodeError(f"{path}: {flag} needs a DICOM photograph to refer to, and this is not DICOM")
     return decode_image(data), None
 
 
@@ -83,20 +86,39 @@ def segment_one(
     settings: TileSettings,
     thresholds: dict[str, float],
     dicom_seg: str | None = None,
+    dicom_sr: bool = False,
 ) -> tuple[dict[str, LesionStats], ScreeningSummary]:
-    """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``);
-    return each lesion's statistics and the screening summary."""
-    image, source = read_input(path, dicom_seg)
+    """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``, its SEG
+    and SR with ``dicom_sr``); return each lesion's statistics and the screening summary."""
+    image, source = read_input(path, dicom_seg, dicom_sr)
     probabilities = predict_probabilities(checkpoint.model, image, settings, checkpoint.calibration)
     masks = lesion_masks(probabilities, thresholds)
     for lesion in LESIONS:
         (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks.masks[lesion]))
         (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(masks.levels[lesion]))
     (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks.masks)))
-    if dicom_seg:
-        seg = segmentation(source, probabilities, thresholds, dicom_seg, checkpoint.name, checkpoint.version)
-        (out / f"{path.stem}_seg.dcm").write_bytes(to_bytes(seg))
-    return masks.stats(), summarise(image, probabilities, checkpoint, masks)
+    screening = summarise(image, probabilities, checkpoint, masks)
+    if dicom_seg or dicom_sr:
+        write_dicom(out / path.stem, source, probabilities, thresholds, dicom_seg or "binary", checkpoint,
+                    screening if dicom_sr else None)
+    return masks.stats(), screening
+
+
+def write_dicom(
+    stem: Path,
+    source: Dataset,
+    probabilities: np.ndarray,
+    thresholds: dict[str, float],
+    seg_type: str,
+    checkpoint: Checkpoint,
+    screening: ScreeningSummary | None,
+) -> None:
+    """``<stem>_seg.dcm``, and with ``screening`` ``<stem>_sr.dcm``: the summary as an SR referencing the SEG."""
+    seg = segmentation(source, probabilities, thresholds, seg_type, checkpoint.name, checkpoint.version)
+    stem.with_name(f"{stem.name}_seg.dcm").write_bytes(to_bytes(seg))
+    if screening is not None:  # counted at the checkpoint's thresholds, whatever the masks' are
+        sr = structured_report(source, seg, screening, dict(checkpoint.thresholds), checkpoint.name, checkpoint.version)
+        stem.with_name(f"{stem.name}_sr.dcm").write_bytes(to_bytes(sr))
 
 
 def summary(path: Path, out: Path, stats: dict[str, LesionStats], screening: ScreeningSummary) -> str:

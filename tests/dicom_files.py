@@ -73,8 +73,9 @@ REQUIRE_TOOLS = os.environ.get("REDSEG_REQUIRE_DICOM_TOOLS") == "1"
 """CI sets it (.ci/run installs dicom3tools and Orthanc): a missing tool then fails its test instead of skipping it."""
 
 
-def dciodvfy_errors(data: bytes, scratch: Path) -> list[str]:
-    """The 'Error' lines of dicom3tools' IOD validator on a DICOM file (warnings are not errors)."""
+def dciodvfy_errors(data: bytes, scratch: Path, iod: str = "Segmentation") -> list[str]:
+    """The 'Error' lines of dicom3tools' IOD validator on a DICOM file (warnings are not errors); ``iod``: a word
+    of the IOD's name as dciodvfy prints it first (Segmentation, ComprehensiveSR)."""
     if DCIODVFY is None:
         if REQUIRE_TOOLS:
             raise AssertionError("REDSEG_REQUIRE_DICOM_TOOLS=1 but dciodvfy (Debian's dicom3tools) is not installed")
@@ -83,5 +84,5 @@ def dciodvfy_errors(data: bytes, scratch: Path) -> list[str]:
     path.write_bytes(data)
     result = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
     lines = (result.stdout + result.stderr).splitlines()
-    assert any("Segmentation" in line for line in lines[:3]), lines[:5]  # it recognised the IOD
+    assert any(iod in line for line in lines[:3]), lines[:5]  # it recognised the IOD
     return [line for line in lines if line.startswith("Error")]
