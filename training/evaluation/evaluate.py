@@ -1,8 +1,11 @@
-"""``redseg-evaluate``: pixel-pooled IDRiD metrics of a checkpoint on an IDRiD-layout folder.
+"""``redseg-evaluate``: pixel, lesion-level and per-image metrics of a checkpoint on IDRiD or any labelled set.
 
-Every image is segmented at its original resolution and its pixels are added to per-lesion
-score histograms (``PRAccumulator``), so memory does not grow with the number of images.
-Writes ``metrics.json``, ``per_image.csv`` and ``pr_curves.png`` to ``--out``.
+Every image is segmented at its original resolution; its pixels are added to per-lesion score
+histograms (``PRAccumulator``), so memory does not grow with the number of images, and its
+ground-truth regions and served regions to the lesion-level FROC (``froc.FROCAccumulator``).
+The data is an IDRiD-layout folder (``--data``) or a labelled folder (``--photos`` and
+``--masks``, ``labelled_folder``). Writes ``metrics.json``, ``per_image.csv``, ``pr_curves.png``
+and ``froc.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+import torch
+
+from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from model.cli_help import plain_help
 from model.config import LESIONS
 from model.devices import resolve_device
@@ -29,11 +34,19 @@ from model.inference import TileSettings, predict_probabilities
 from model.tta import TTA_MODES
 from training.data.idrid import (DEFAULT_HOLDOUT, DEFAULT_ROOT, DatasetLayoutError, Sample, list_samples, load_sample,
                             split_holdout)
+from training.evaluation.froc import FROCAccumulator
+from training.evaluation.froc_plots import plot_froc
+from training.evaluation.image_level import image_level_report
+from training.evaluation.labelled_folder import (FolderSample, Labelled, add_folder_arguments, folder_header, folder_name,
+                                                 folder_samples)
 from training.evaluation.metrics import PUBLISHED_AUC_PR, PRAccumulator
 from training.evaluation.pr_plots import plot_pr_curves
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """RGB uint8 (H, W, 3) -> per-lesion probabilities float32 (2, H, W) in LESIONS order."""
+
+AnySample = Sample | FolderSample
+"""An IDRiD sample or a labelled folder's photograph."""
 
 
 @dataclass
@@ -41,47 +54,79 @@ class Evaluation:
     pooled: dict[str, PRAccumulator]
     without_fov: dict[str, PRAccumulator] | None = None
     """With ``compare_fov``: the same predictions before zeroing outside the field of view."""
+    regions: dict[str, FROCAccumulator] = field(default_factory=dict)
+    """Per lesion, the lesion-level FROC of the served mask's regions."""
     per_image: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def _accumulators() -> dict[str, PRAccumulator]:
-    return {lesion: PRAccumulator() for lesion in LESIONS}
+def _accumulators(lesions: Sequence[str] = LESIONS) -> dict[str, PRAccumulator]:
+    return {lesion: PRAccumulator() for lesion in lesions}
+
+
+def marked_lesions(samples: Sequence[AnySample]) -> tuple[str, ...]:
+    """The lesions the set marks: IDRiD marks both; a labelled folder those it has mask folders for."""
+    return tuple(lesion for lesion in LESIONS if lesion in samples[0].mask_paths) if samples else LESIONS
+
+
+def load_labelled(sample: AnySample) -> Labelled:
+    """A sample's photograph and ground truth, from an IDRiD layout or a labelled folder."""
+    if isinstance(sample, FolderSample):
+        return sample.load()
+    image, masks = load_sample(sample)
+    return Labelled(image, dict(zip(LESIONS, masks)))
 
 
 def evaluate_samples(
-    samples: Sequence[Sample],
+    samples: Sequence[AnySample],
     predict: Predictor,
     thresholds: Mapping[str, float],
     compare_fov: bool = False,
     progress: bool = True,
 ) -> Evaluation:
-    """Run ``predict`` on every sample and pool its pixels per lesion.
+    """Run ``predict`` on every sample and pool its pixels and regions per lesion.
 
     With ``compare_fov`` the predictor must not mask the field of view itself: the pooled
     metrics are then those of its output zeroed outside ``fov_mask`` of the full-resolution
     image, and ``without_fov`` those of the raw output, from one prediction per image.
+    A sample's own field-of-view mask (a labelled folder's ``--fov-mask``) limits the pixels
+    scored and zeroes the probabilities outside it.
     """
     start = time.perf_counter()
-    result = Evaluation(pooled=_accumulators(), without_fov=_accumulators() if compare_fov else None)
+    lesions = marked_lesions(samples)
+    result = Evaluation(pooled=_accumulators(lesions), without_fov=_accumulators(lesions) if compare_fov else None,
+                        regions={lesion: FROCAccumulator(thresholds[lesion]) for lesion in lesions})
     for sample in tqdm(samples, desc="evaluate", unit="image", disable=not progress):
-        image, masks = load_sample(sample)
-        probabilities = predict(image)
-        if probabilities.shape != masks.shape:
-            raise ValueError(f"{sample.name}: prediction {probabilities.shape} does not match masks {masks.shape}")
-        row: dict = {"image": sample.name}
-        if compare_fov:
-            for lesion, probability, mask in zip(LESIONS, probabilities, masks):
-                result.without_fov[lesion].update(probability, mask)
-            probabilities = probabilities * fov_mask(image)
-        for lesion, probability, mask in zip(LESIONS, probabilities, masks):
-            single = PRAccumulator()
-            single.update(probability, mask)
-            result.pooled[lesion].merge(single)
-            row[lesion] = _image_figures(single, thresholds[lesion])
-        result.per_image.append(row)
+        labelled = load_labelled(sample)
+        probabilities = predict(labelled.image)
+        expected = (len(LESIONS), *labelled.image.shape[:2])
+        if probabilities.shape != expected:
+            raise ValueError(f"{sample.name}: prediction {probabilities.shape} does not match masks {expected}")
+        result.per_image.append(_score_image(result, sample.name, labelled, probabilities, thresholds))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilities: np.ndarray,
+                 thresholds: Mapping[str, float]) -> dict:
+    """Add one photograph's pixels and regions to ``result``; its own figures per lesion."""
+    row: dict = {"image": name}
+    if result.without_fov is not None:
+        for lesion, acc in result.without_fov.items():
+            acc.update(probabilities[LESIONS.index(lesion)], labelled.truth[lesion], labelled.valid)
+        probabilities = probabilities * fov_mask(labelled.image)
+    if labelled.valid is not None:
+        probabilities = probabilities * labelled.valid
+    for lesion in result.pooled:
+        probability, truth = probabilities[LESIONS.index(lesion)], labelled.truth[lesion]
+        others = [mask for other, mask in labelled.truth.items() if other != lesion]
+        single = PRAccumulator()
+        single.update(probability, truth, labelled.valid)
+        result.pooled[lesion].merge(single)
+        regions = result.regions[lesion].update(probability, truth, others[0] if others else None)
+        row[lesion] = {**_image_figures(single, thresholds[lesion]), "holds_lesion": bool(truth.any()),
+                       **asdict(regions)}
+    return row
 
 
 def _image_figures(acc: PRAccumulator, threshold: float) -> dict:
@@ -122,13 +167,16 @@ def write_report(
     header: Mapping,
     title: str,
 ) -> dict:
-    """Write metrics.json, per_image.csv and pr_curves.png (plus pr_curves_without_fov.png) to ``out``."""
+    """Write metrics.json, per_image.csv, pr_curves.png (plus pr_curves_without_fov.png) and froc.png to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {
-        **header,
-        "lesions": {lesion: lesion_report(acc, thresholds[lesion]) for lesion, acc in evaluation.pooled.items()},
-    }
+    report = {**header, "lesions": {}}
+    for lesion, acc in evaluation.pooled.items():
+        report["lesions"][lesion] = {
+            **lesion_report(acc, thresholds[lesion]),
+            "regions": evaluation.regions[lesion].summary(),
+            "image_detection": image_level_report([row[lesion] for row in evaluation.per_image], thresholds[lesion]),
+        }
     if evaluation.without_fov is not None:
         report["without_fov"] = {
             lesion: lesion_report(acc, thresholds[lesion]) for lesion, acc in evaluation.without_fov.items()
@@ -140,19 +188,25 @@ def write_report(
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_csv(out / "per_image.csv", evaluation.per_image, thresholds)
     plot_pr_curves(out / "pr_curves.png", evaluation.pooled, thresholds, title=title)
+    plot_froc(out / "froc.png", evaluation.regions, evaluation.per_image, title=title)
     if evaluation.without_fov is not None:
         plot_pr_curves(out / "pr_curves_without_fov.png", evaluation.without_fov, thresholds, title=f"{title}, no FOV mask")
     return report
 
 
+CSV_COLUMNS = ["image", "lesion", "positive_pixels", "prevalence", "average_precision", "auc_pr_idrid",
+               "threshold", "precision", "recall", "f1", "holds_lesion", "max_probability", "served_regions",
+               "ground_truth_regions", "found_regions", "false_regions"]
+"""per_image.csv: one row per photograph and lesion; the region counts are at the operating threshold."""
+
+
 def _write_csv(path: Path, rows: list[dict], thresholds: Mapping[str, float]) -> None:
-    columns = ["image", "lesion", "positive_pixels", "prevalence", "average_precision", "auc_pr_idrid",
-               "threshold", "precision", "recall", "f1"]
+    columns = CSV_COLUMNS
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            for lesion in LESIONS:
+            for lesion in (lesion for lesion in LESIONS if lesion in row):
                 figures = {k: v for k, v in row[lesion].items() if k in columns}
                 writer.writerow({"image": row["image"], "lesion": lesion, "threshold": thresholds[lesion], **figures})
 
@@ -167,11 +221,34 @@ def format_summary(report: Mapping) -> str:
                 f"{_num(m['auc_pr_idrid'])} {_num(m['average_precision'])}   "
                 f"{best['threshold']:.3f} {best['precision']:.4f} {best['recall']:.4f} {best['f1']:.4f}{suffix}"
             )
+    for lesion, m in report.get("lesions", {}).items():
+        lines.extend(_region_lines(lesion, m))
     return "\n".join(lines)
 
 
-def _num(value) -> str:
-    return f"{value:7.4f}" if value is not None else "    n/a"
+def _region_lines(lesion: str, m: Mapping) -> list[str]:
+    """The lesion-level FROC and the per-image detection of one lesion, as two lines."""
+    regions, images = m["regions"], m["image_detection"]
+    froc, at, low = regions["froc"], regions["at_threshold"], regions["lowest_threshold"]
+    rates = " ".join(_num(v, 3) for v in froc["sensitivity"])
+    near = images["at_threshold"]
+    return [
+        f"{lesion:6} FROC {_num(froc['mean_sensitivity'], 4)} (sensitivity at 1/8..8 false/image: {rates}; "
+        f"{regions['ground_truth_regions']} regions in {regions['images']} images); @ {at['threshold']:.3f}: "
+        f"{_num(at['sensitivity'], 3)} at {at['false_regions_per_image']:.2f} false/image; "
+        f"@ {low['threshold']:.3f}: {_num(low['sensitivity'], 3)} at {low['false_regions_per_image']:.1f}",
+        f"{lesion:6} per image: ROC AUC {_num(images['roc_auc'], 4)} (highest probability; "
+        f"{images['images_with_lesion']} of {images['images']} hold it), {_num(images['roc_auc_second_score'], 4)} "
+        f"(served regions); @ {near['threshold']:.3f}: sensitivity {_num(near['sensitivity'], 3)}, "
+        f"specificity {_num(near['specificity'], 3)}",
+    ]
+
+
+def _num(value, digits: int = 4) -> str:
+    """A figure for the summary; an undefined one (None in the report, or NaN) is n/a."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a".rjust(digits + 3)
+    return f"{value:{digits + 3}.{digits}f}"
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, out_help: str = "folder for metrics.json, per_image.csv, PNGs") -> None:
@@ -211,16 +288,18 @@ def describe_selection(args: argparse.Namespace, samples: Sequence[Sample]) -> s
     return f"IDRiD {args.split}{part} ({len(samples)} images)"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redseg-evaluate", description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH",
                         help="the RedSeg checkpoint to evaluate (default: the bundled model)")
     add_data_arguments(parser)
+    add_folder_arguments(parser)
     fov = parser.add_mutually_exclusive_group()
     fov.add_argument("--no-fov", action="store_true", help="do not zero the probabilities outside the field of view")
     fov.add_argument("--compare-fov", action="store_true",
                      help="also report the metrics without the FOV mask, from the same predictions")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--tile-size", type=int, default=TileSettings.tile_size, help="largest tile side at the working scale")
     parser.add_argument("--batch-size", type=int, default=TileSettings.batch_size, help="tiles per forward pass")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -228,10 +307,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tta", choices=sorted(TTA_MODES), default="none",
                         help="test-time augmentation: average the maps over flipped/rotated views (default none)")
     parser.add_argument("--raw", action="store_true", help="the network's raw scores, without the checkpoint's calibration")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _model_header(args: argparse.Namespace, checkpoint: Checkpoint, thresholds: Mapping[str, float], calibrated: bool) -> dict:
+    return {
+        "model": {
+            "checkpoint": str(args.checkpoint),
+            "name": checkpoint.name,
+            "version": checkpoint.version,
+            "sha256": checkpoint.sha256,
+            "thresholds": thresholds,
+            "config": checkpoint.config.to_dict(),
+            "calibrated": calibrated,
+        },
+        "tta": args.tta,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        samples = select_samples(args)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be at least 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        folder = args.photos is not None
+        if args.masks and not folder:
+            raise ValueError("--masks needs --photos (the labelled folder's photographs)")
+        samples = folder_samples(args) if folder else select_samples(args)
         checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
     except (DatasetLayoutError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"redseg-evaluate: error: {exc}", file=sys.stderr)
@@ -249,22 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
     )
     header = {
-        "model": {
-            "checkpoint": str(args.checkpoint),
-            "name": checkpoint.name,
-            "version": checkpoint.version,
-            "sha256": checkpoint.sha256,
-            "thresholds": thresholds,
-            "config": checkpoint.config.to_dict(),
-            "calibrated": calibration is not None,
-        },
-        "tta": args.tta,
-        **data_header(args, samples),
+        **_model_header(args, checkpoint, thresholds, calibration is not None),
+        **(folder_header(args, samples) if folder else data_header(args, samples)),
         "fov_mask": "full resolution (compare mode)" if args.compare_fov else use_fov,
         "tiles": {"tile_size": args.tile_size, "batch_size": args.batch_size},
     }
-    title = f"{checkpoint.name} {checkpoint.version} on {describe_selection(args, samples)}"
-    report = write_report(args.out, evaluation, thresholds, header, title)
+    where = f"{folder_name(args)} ({len(samples)} images)" if folder else describe_selection(args, samples)
+    report = write_report(args.out, evaluation, thresholds, header, f"{checkpoint.name} {checkpoint.version} on {where}")
     print(format_summary(report))
     print(f"wrote {args.out / 'metrics.json'}")
     return 0

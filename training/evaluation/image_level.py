@@ -1,0 +1,68 @@
+"""Per-image detection: does the photograph hold the lesion? ROC AUC over a per-image score.
+
+The score is the photograph's **highest probability** for the lesion (inside the field of view, as
+served): thresholding it at t answers "does the served mask at t have any region?", so the ROC
+curve is that of the served mask's yes/no as its threshold sweeps. The count of served regions at
+the operating threshold is reported as a second score. A photograph holds the lesion where its
+ground truth marks any pixel (for soft maps, at the agreement asked for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SCORE = "max_probability"
+SCORE_TEXT = "the photograph's highest probability for the lesion (the served mask at t has a region iff it is >= t)"
+SECOND_SCORE = "served_regions"
+SECOND_SCORE_TEXT = "the number of served regions at the operating threshold"
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: the chance that a positive photograph scores above a negative one,
+    ties counting one half (Mann-Whitney). NaN where either class is missing."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    positive, negative = scores[labels], scores[~labels]
+    if positive.size == 0 or negative.size == 0:
+        return float("nan")
+    above = (positive[:, None] > negative[None, :]).sum()
+    ties = (positive[:, None] == negative[None, :]).sum()
+    return float((above + 0.5 * ties) / (positive.size * negative.size))
+
+
+def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) calling positive at score >= each distinct score,
+    from (0, 0) to (1, 1)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    cuts = np.unique(scores)[::-1]
+    tpr = [0.0] + [float(np.mean(scores[labels] >= c)) if labels.any() else np.nan for c in cuts]
+    fpr = [0.0] + [float(np.mean(scores[~labels] >= c)) if (~labels).any() else np.nan for c in cuts]
+    return np.array(fpr), np.array(tpr)
+
+
+def image_level_report(rows: Sequence[dict], threshold: float) -> dict:
+    """Per-image figures of one lesion from per-image rows (``holds_lesion``, ``max_probability``,
+    ``served_regions``): both ROC AUCs, and sensitivity and specificity at the operating threshold,
+    where a photograph is called positive when its served mask has a region."""
+    labels = np.array([bool(r["holds_lesion"]) for r in rows])
+    called = np.array([r["served_regions"] > 0 for r in rows])
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    return {
+        "score": SCORE_TEXT,
+        "images": len(rows),
+        "images_with_lesion": positives,
+        "roc_auc": roc_auc([r[SCORE] for r in rows], labels),
+        "second_score": SECOND_SCORE_TEXT,
+        "roc_auc_second_score": roc_auc([r[SECOND_SCORE] for r in rows], labels),
+        "at_threshold": {
+            "threshold": float(threshold),
+            "rule": "positive where the served mask has at least one region",
+            "sensitivity": float(called[labels].mean()) if positives else float("nan"),
+            "specificity": float((~called[~labels]).mean()) if negatives else float("nan"),
+            "true_positives": int((called & labels).sum()),
+            "false_positives": int((called & ~labels).sum()),
+        },
+    }
