@@ -1,4 +1,5 @@
-"""The answer's format, chosen by the Accept header: JSON with base64 PNGs, a zip of files, or a DICOM SEG."""
+"""The answer's format, chosen by the Accept header: JSON with base64 PNGs, a zip of files, a DICOM SEG, or
+the SEG and the screening summary's SR together as DICOMweb sends instances (multipart/related)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ class AnswerFormat(str, Enum):
     JSON = "application/json"
     ZIP = "application/zip"
     DICOM = "application/dicom"
+    DICOM_PARTS = 'multipart/related; type="application/dicom"'
+    """The SEG and the SR, each an application/dicom part, as a DICOMweb server answers for instances."""
+
+    @property
+    def is_dicom(self) -> bool:
+        return self in (AnswerFormat.DICOM, AnswerFormat.DICOM_PARTS)
 
 
 SUMMARY_FILE = "result.json"
@@ -48,7 +55,7 @@ def _ranked(accept: str) -> list[tuple[tuple[float, int], str]]:
     ranked = []
     for position, entry in enumerate(accept.split(",")):
         media, *params = (part.strip() for part in entry.split(";"))
-        quality = 1.0
+        quality, kind = 1.0, None
         for param in params:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
@@ -56,6 +63,10 @@ def _ranked(accept: str) -> list[tuple[tuple[float, int], str]]:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
+            elif name.strip().lower() == "type":
+                kind = value.strip().strip('"').lower()
+        if media.lower() == "multipart/related" and kind == AnswerFormat.DICOM.value:
+            media = AnswerFormat.DICOM_PARTS.value  # multipart/related of another type is not offered
         if quality > 0 and media:
             ranked.append(((-quality, position), media.lower()))
     return ranked
@@ -99,12 +110,24 @@ def zip_body(answer: SegmentResponse, files: dict[str, bytes]) -> bytes:
 SCREENING_HEADER = "X-RedSeg-Screening"
 
 
-def dicom_response(seg: bytes, answer: SegmentResponse) -> Response:
-    """The DICOM SEG, with the screening summary (which a SEG has no place for) as a JSON header."""
-    response = file_response(seg, AnswerFormat.DICOM, "redseg-seg.dcm")
+def dicom_response(parts: list[bytes], answer: SegmentResponse) -> Response:
+    """The DICOM SEG (one part), or the SEG and SR as multipart/related; the screening summary also as a JSON header."""
+    if len(parts) == 1:
+        response = file_response(parts[0], AnswerFormat.DICOM, "redseg-seg.dcm")
+    else:
+        response = multipart_related(parts)
     if answer.screening is not None:
         response.headers[SCREENING_HEADER] = json.dumps(answer.screening.model_dump(mode="json"), separators=(",", ":"))
     return response
+
+
+def multipart_related(parts: list[bytes]) -> Response:
+    """DICOM instances as DICOMweb sends them (PS3.18 8.6.1.2): multipart/related, each part application/dicom."""
+    boundary = secrets.token_hex(16)
+    while any(boundary.encode() in part for part in parts):
+        boundary = secrets.token_hex(16)
+    body = b"".join(b"--%s\r\nContent-Type: application/dicom\r\n\r\n%s\r\n" % (boundary.encode(), part) for part in parts)
+    return Response(body + b"--%s--\r\n" % boundary.encode(), media_type=f"{AnswerFormat.DICOM_PARTS.value}; boundary={boundary}")
 
 
 def file_response(body: bytes, fmt: AnswerFormat, filename: str | None = None) -> Response:
@@ -131,6 +154,12 @@ ANSWER_CONTENT = {
         "description": "Accept: application/dicom, for a DICOM upload only. A DICOM Segmentation of the photograph "
         "with two segments, MA and HE (BINARY masks, or FRACTIONAL probabilities with seg_type=fractional). "
         f"The screening summary (the JSON answer's `screening`) comes in the {SCREENING_HEADER} header as JSON.",
+    },
+    AnswerFormat.DICOM_PARTS.value: {
+        "schema": {"type": "string", "format": "binary"},
+        "description": "Accept: multipart/related; type=\"application/dicom\", for a DICOM upload only. Two "
+        "application/dicom parts, as DICOMweb (WADO-RS) sends instances: the DICOM SEG (as for application/dicom), "
+        "then a DICOM Structured Report of the screening summary (TID 1500) that references the photograph and the SEG.",
     },
 }
 """The 200 answer's other media types, for the OpenAPI document."""

@@ -20,11 +20,12 @@ from service.admission import Overloaded, working_bytes
 from service.decoding import Photo, decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.metrics import Metrics
-from service.dicom import require_dicom_source, segmentation_bytes
+from service.dicom import require_dicom_source
+from service.dicom_sr import dicom_parts
 from service.rendering import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
-from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
+from service.responses import ANSWER_CONTENT, answer_response, dicom_response, negotiate
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, ScreeningResult, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, WorkerPool
@@ -150,7 +151,7 @@ async def segment(
             photo, mapping = await _decode_and_map(data, settings.max_pixels, pool)
             del data
             reservation.grow(working_bytes(mapping.size))
-            if answer_format is AnswerFormat.DICOM:
+            if answer_format.is_dicom:
                 require_dicom_source(photo.dicom)
                 wanted = frozenset()
             decoded = time.perf_counter()
@@ -165,9 +166,9 @@ async def segment(
             inferred = time.perf_counter()
             thresholds = _thresholds(pool.checkpoint, threshold_ma, threshold_he)
             rendered, summary = await _render_and_summarise(photo.pixels, result.probabilities, thresholds, wanted, pool.checkpoint)
-            if answer_format is AnswerFormat.DICOM:
-                seg = await run_in_threadpool(
-                    segmentation_bytes, photo.dicom, result.probabilities, thresholds, seg_type, pool.checkpoint
+            if answer_format.is_dicom:
+                parts = await run_in_threadpool(
+                    dicom_parts, answer_format, photo.dicom, result.probabilities, thresholds, seg_type, pool.checkpoint, summary
                 )
     except Overloaded as exc:
         raise unavailable(exc.reason, exc.detail, exc.retry_after_s) from None
@@ -187,8 +188,8 @@ async def segment(
         screening=ScreeningResult.of(summary),
         timings=timings,
     )
-    if answer_format is AnswerFormat.DICOM:
-        return dicom_response(seg, answer)
+    if answer_format.is_dicom:
+        return dicom_response(parts, answer)
     return await run_in_threadpool(answer_response, answer_format, answer, rendered.files)
 
 

@@ -80,10 +80,11 @@ def test_unoffered_format_is_406_before_any_work(client: httpx.Client, small_png
     assert response.status_code == 406 and "application/json" in response.json()["detail"]
 
 
-def test_openapi_documents_the_three_formats(checkpoint: Path):
+def test_openapi_documents_the_answer_formats(checkpoint: Path):
     spec = create_app(make_settings(checkpoint)).openapi()
     answers = spec["paths"]["/segment"]["post"]["responses"]
-    assert set(answers["200"]["content"]) == {"application/json", "application/zip", "application/dicom"}
+    assert set(answers["200"]["content"]) == {"application/json", "application/zip", "application/dicom",
+                                              'multipart/related; type="application/dicom"'}
     assert "406" in answers
 
 
