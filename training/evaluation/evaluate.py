@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,8 @@ from tqdm import tqdm
 
 import torch
 
-from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from model.backends import BACKENDS, backend_of, load_for_inference
+from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError
 from model.cli_help import plain_help
 from model.config import LESIONS
 from model.devices import resolve_device
@@ -56,6 +58,8 @@ class Evaluation:
     """With ``compare_fov``: the same predictions before zeroing outside the field of view."""
     regions: dict[str, FROCAccumulator] = field(default_factory=dict)
     """Per lesion, the lesion-level FROC of the served mask's regions."""
+    regions_off_markings: dict[str, FROCAccumulator] = field(default_factory=dict)
+    """Soft maps only: the same, where only a served region off every grader's marking is false."""
     per_image: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -126,6 +130,9 @@ def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilitie
         regions = result.regions[lesion].update(probability, truth, others[0] if others else None)
         row[lesion] = {**_image_figures(single, thresholds[lesion]), "holds_lesion": bool(truth.any()),
                        **asdict(regions)}
+        if labelled.marked is not None:
+            lenient = result.regions_off_markings.setdefault(lesion, FROCAccumulator(thresholds[lesion]))
+            row[lesion]["false_regions_off_markings"] = lenient.update(probability, truth, labelled.marked).false_regions
     return row
 
 
@@ -175,6 +182,9 @@ def write_report(
         report["lesions"][lesion] = {
             **lesion_report(acc, thresholds[lesion]),
             "regions": evaluation.regions[lesion].summary(),
+            **({"regions_off_markings": {"false_region": OFF_MARKINGS,
+                                         **evaluation.regions_off_markings[lesion].summary()}}
+               if lesion in evaluation.regions_off_markings else {}),
             "image_detection": image_level_report([row[lesion] for row in evaluation.per_image], thresholds[lesion]),
         }
     if evaluation.without_fov is not None:
@@ -188,15 +198,19 @@ def write_report(
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_csv(out / "per_image.csv", evaluation.per_image, thresholds)
     plot_pr_curves(out / "pr_curves.png", evaluation.pooled, thresholds, title=title)
-    plot_froc(out / "froc.png", evaluation.regions, evaluation.per_image, title=title)
+    plot_froc(out / "froc.png", evaluation.regions, evaluation.per_image, title=title,
+              lenient=evaluation.regions_off_markings)
     if evaluation.without_fov is not None:
         plot_pr_curves(out / "pr_curves_without_fov.png", evaluation.without_fov, thresholds, title=f"{title}, no FOV mask")
     return report
 
 
+OFF_MARKINGS = ("with soft maps, a served region is false only where it touches no pixel that any grader marked "
+                "as any of the set's lesions, at any agreement")
+
 CSV_COLUMNS = ["image", "lesion", "positive_pixels", "prevalence", "average_precision", "auc_pr_idrid",
                "threshold", "precision", "recall", "f1", "holds_lesion", "max_probability", "served_regions",
-               "ground_truth_regions", "found_regions", "false_regions"]
+               "ground_truth_regions", "found_regions", "false_regions", "false_regions_off_markings"]
 """per_image.csv: one row per photograph and lesion; the region counts are at the operating threshold."""
 
 
@@ -223,6 +237,11 @@ def format_summary(report: Mapping) -> str:
             )
     for lesion, m in report.get("lesions", {}).items():
         lines.extend(_region_lines(lesion, m))
+        if "regions_off_markings" in m:
+            off = m["regions_off_markings"]
+            lines.append(f"{lesion:6} FROC off every marking {_num(off['froc']['mean_sensitivity'], 4)}; "
+                         f"@ {off['at_threshold']['threshold']:.3f}: {_num(off['at_threshold']['sensitivity'], 3)} "
+                         f"at {off['at_threshold']['false_regions_per_image']:.2f} false/image")
     return "\n".join(lines)
 
 
@@ -306,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     parser.add_argument("--tta", choices=sorted(TTA_MODES), default="none",
                         help="test-time augmentation: average the maps over flipped/rotated views (default none)")
+    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("REDSEG_BACKEND", "auto"),
+                        help="the network's engine: auto (OpenVINO int8 on an x86 CPU with openvino installed, else "
+                        "torch), torch, openvino-int8 or openvino-bf16")
     parser.add_argument("--raw", action="store_true", help="the network's raw scores, without the checkpoint's calibration")
     return parser
 
@@ -320,6 +342,7 @@ def _model_header(args: argparse.Namespace, checkpoint: Checkpoint, thresholds: 
             "thresholds": thresholds,
             "config": checkpoint.config.to_dict(),
             "calibrated": calibrated,
+            "backend": backend_of(checkpoint.model),
         },
         "tta": args.tta,
     }
@@ -336,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.masks and not folder:
             raise ValueError("--masks needs --photos (the labelled folder's photographs)")
         samples = folder_samples(args) if folder else select_samples(args)
-        checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+        checkpoint = load_for_inference(args.checkpoint, resolve_device(args.device), args.backend)
     except (DatasetLayoutError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"redseg-evaluate: error: {exc}", file=sys.stderr)
         return 2

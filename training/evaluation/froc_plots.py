@@ -16,6 +16,15 @@ XLIM = (1 / 64, 128)
 """The FROC plot's false regions per image; a threshold with none is drawn at the left edge."""
 
 
+def _plot_lenient(ax, frocs: Mapping[str, FROCAccumulator]) -> None:
+    """Dashed: the curves where only a region off every grader's marking is false (soft maps)."""
+    for lesion, froc in frocs.items():
+        if froc.num_regions:
+            rates = np.geomspace(XLIM[0], XLIM[1], 200)
+            ax.plot(rates, froc.sensitivity_at(rates), "--", drawstyle="steps-post", color=COLOURS.get(lesion), lw=1,
+                    label=f"{lesion}, false only off every marking: mean {np.mean(froc.sensitivity_at()):.3f}")
+
+
 def _plot_froc(ax, frocs: Mapping[str, FROCAccumulator]) -> None:
     """The best sensitivity at no more than x false regions per image (the rule the seven rates are read by)."""
     for lesion, froc in frocs.items():
@@ -59,14 +68,18 @@ def _plot_image_roc(ax, rows: Sequence[dict], lesions: Sequence[str]) -> None:
         ax.legend(loc="lower right", fontsize=7)
 
 
-def plot_froc(path: str | Path, frocs: Mapping[str, FROCAccumulator], rows: Sequence[dict], title: str) -> Path:
-    """Left: FROC per lesion (curve, the seven rates, the operating point); right: per-image ROC."""
+def plot_froc(path: str | Path, frocs: Mapping[str, FROCAccumulator], rows: Sequence[dict], title: str,
+              lenient: Mapping[str, FROCAccumulator] | None = None) -> Path:
+    """Left: FROC per lesion (curve, the seven rates, the operating point; dashed, ``lenient``'s curves);
+    right: per-image ROC."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), dpi=90)
+    if lenient:
+        _plot_lenient(left, lenient)
     _plot_froc(left, frocs)
     _plot_image_roc(right, rows, list(frocs))
     fig.suptitle(title, fontsize=10)

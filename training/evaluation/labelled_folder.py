@@ -35,6 +35,8 @@ class Labelled:
     image: np.ndarray
     truth: dict[str, np.ndarray]
     valid: np.ndarray | None = None
+    marked: np.ndarray | None = None
+    """Soft maps only: the pixels any grader marked as any of the set's lesions, at any agreement."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,12 @@ class FolderSample:
         truth = {lesion: read_lesion_mask(path, shape, self.reading) for lesion, path in self.mask_paths.items()}
         if valid is not None:
             truth = {lesion: mask & valid for lesion, mask in truth.items()}
-        return Labelled(image, truth, valid)
+        marked = None
+        if self.reading.agreement is not None:
+            marked = np.zeros(shape, dtype=bool)
+            for path in self.mask_paths.values():
+                marked |= read_lesion_mask(path, shape, MaskReading())
+        return Labelled(image, truth, valid, marked)
 
 
 def read_lesion_mask(path: Path | None, shape: tuple[int, int], reading: MaskReading) -> np.ndarray:

@@ -165,3 +165,22 @@ def test_cli_errors_are_clear(tmp_path, labelled, checkpoint, capsys, extra, mes
     extra = [part.format(set=labelled) for part in extra]
     assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_with_soft_maps_a_region_on_a_weaker_marking_is_false_only_in_the_strict_count(labelled):
+    samples = soft_samples(labelled)
+    names = iter([s.name for s in samples])
+
+    def every_marking(image):
+        """Fires on every MA dot any grader marked (agreement > 0) and on nothing else."""
+        name = next(names)
+        ma = cv2.imread(str(labelled / "gt/ma" / f"{name}.png"), cv2.IMREAD_UNCHANGED) > 0
+        return np.stack([np.where(ma, 0.9, 0.0), np.zeros(SIZE)]).astype(np.float32)
+
+    result = evaluate_samples(samples, every_marking, {"MA": 0.5, "HE": 0.5}, progress=False)
+    # Dots under 0.75: one in im01 and im03, three in im02; all found regions are found in both counts.
+    strict, lenient = result.regions["MA"], result.regions_off_markings["MA"]
+    assert strict.point(strict.operating_index())["false_regions"] == 5
+    assert lenient.point(lenient.operating_index())["false_regions"] == 0
+    assert strict.curve()[1].tolist() == lenient.curve()[1].tolist()
+    assert [row["MA"]["false_regions_off_markings"] for row in result.per_image] == [0, 0, 0]
