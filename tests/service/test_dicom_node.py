@@ -230,3 +230,33 @@ def test_settings_say_what_is_missing(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         node_settings(tmp_path, 104, **overrides)
     assert node_settings(tmp_path, 104, allowed_callers="ORTHANC, CAMERA 2").allowed_callers == ["ORTHANC", "CAMERA 2"]
+
+
+def test_tls_only_when_a_certificate_is_set(scored_checkpoint: Path, pacs: Pacs, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test's certificate)")
+    cert, key = tmp_path / "redseg.pem", tmp_path / "redseg.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    settings = node_settings(tmp_path / "outbox", pacs.port, tls_cert=cert, tls_key=key)
+    node = DicomNode(make_settings(scored_checkpoint), settings)
+    try:
+        node.start(ready_timeout_s=120)
+        photo = photograph(sample_rgb(*GRADABLE), "jpeg")
+        assert c_store(node.port, photo) is None  # no TLS: no association
+        ae = AE(ae_title=CALLER)
+        ae.add_requested_context(photo.SOPClassUID, photo.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="REDSEG",
+                             tls_args=(ssl.create_default_context(cafile=str(cert)), "localhost"))
+        assert assoc.is_established
+        try:
+            assert assoc.send_c_store(photo).Status == 0x0000
+        finally:
+            assoc.release()
+    finally:
+        node.stop()
