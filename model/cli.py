@@ -9,6 +9,7 @@ torch); tests/model/test_cli.py checks that they agree.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ PRECISION_CHOICES = ("auto", "bf16", "fp32")
 """``model.precision.PRECISIONS``."""
 TTA_CHOICES = ("auto", "dihedral", "flips", "hflip", "none")
 """'auto' (``model.tta.resolve_tta``) and ``model.tta.TTA_MODES``, sorted."""
+BACKEND_CHOICES = ("auto", "torch", "openvino-int8", "openvino-bf16")
+"""``model.backends.BACKENDS``."""
 SEG_CHOICES = ("binary", "fractional")
 """``model.formats.dicom_seg.SEG_TYPES``."""
 
@@ -64,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-fov-mask", action="store_true", help="keep predictions outside the field of view")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=os.environ.get("REDSEG_BACKEND", "auto"),
+                        help="the network's engine: auto (OpenVINO int8 on an x86 CPU with openvino installed, else "
+                        "torch), torch, openvino-int8 or openvino-bf16 (default: $REDSEG_BACKEND, else auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--dicom-seg",

@@ -108,9 +108,21 @@ def blend_weight(height: int, width: int, ramp: int) -> torch.Tensor:
     return profile(height)[:, None] * profile(width)[None, :]
 
 
+def fused_logits(model: RedSeg, batch: torch.Tensor, precision: str = "auto") -> torch.Tensor:
+    """The fused logits (N, 2, h, w) of a batch of normalised tiles (N, 3, h, w): the torch network on the
+    fast path (channels_last, bf16 autocast where native), or an engine standing in for it
+    (``model.backends.OpenVINORedSeg``), which keeps its own layout and precision."""
+    if not isinstance(model, RedSeg):
+        return model(batch).fused
+    with autocast(batch.device, precision):
+        return model(to_channels_last(batch)).fused
+
+
 @torch.inference_mode()
 def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -> torch.Tensor:
     """Sigmoid probabilities (2, H, W) for a normalised image (1, 3, H, W) on the model's device.
+
+    ``model`` is the torch network or an engine standing in for it (``fused_logits``).
 
     The image is padded (edge-replicated) to a multiple of the network's stride and tiles start
     on multiples of it, so every tile pools on the same grid as a whole-image forward would.
@@ -124,16 +136,14 @@ def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -
     weight = blend_weight(tile_h, tile_w, settings.min_overlap).to(device)
     grid = layout.corners
     if len(grid) == 1:
-        with autocast(device, settings.precision):
-            logits = model(to_channels_last(padded)).fused
+        logits = fused_logits(model, padded, settings.precision)
         return torch.sigmoid(logits.float())[0, :, :height, :width]
     total = torch.zeros((2, *padded.shape[2:]), device=device)
     weight_sum = torch.zeros((1, *padded.shape[2:]), device=device)
     for first in range(0, len(grid), settings.batch_size):
         corners = grid[first : first + settings.batch_size]
         batch = torch.cat([padded[..., y : y + tile_h, x : x + tile_w] for y, x in corners])
-        with autocast(device, settings.precision):
-            logits = model(to_channels_last(batch)).fused
+        logits = fused_logits(model, batch, settings.precision)
         probabilities = torch.sigmoid(logits.float().contiguous())
         for (y, x), tile in zip(corners, probabilities):
             total[:, y : y + tile_h, x : x + tile_w].addcmul_(tile, weight)

@@ -13,7 +13,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
-from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from model.backends import load_for_inference
+from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError
 from model.cli import EXIT_IMAGE_FAILED, EXIT_SETUP_FAILED, PROG, error
 from model.config import LESIONS
 from model.devices import resolve_device
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision,
                                 tta=resolve_tta(args.tta, device.type == "cuda"))
-        checkpoint = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device)
+        checkpoint = load_for_inference(args.checkpoint or DEFAULT_CHECKPOINT, device, args.backend)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:
         error(str(exc))

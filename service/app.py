@@ -13,7 +13,8 @@ from fastapi_offline import FastAPIOffline
 from fastapi.responses import PlainTextResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from model.checkpoint import CheckpointError, load_checkpoint
+from model.backends import backend_of, load_for_inference
+from model.checkpoint import CheckpointError
 from model.screening.referral import DISCLAIMER
 from service.errors import install_error_handlers
 from service.openapi import install_openapi
@@ -50,8 +51,8 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
     try:
         devices = settings.devices()
         path = settings.checkpoint
-        checkpoints = {device: load_checkpoint(path, device) for device in devices}
-    except (CheckpointError, RuntimeError) as exc:
+        checkpoints = {device: load_for_inference(path, device, settings.backend) for device in devices}
+    except (CheckpointError, RuntimeError, ValueError, OSError) as exc:
         message = (
             f"cannot start: {exc}. Point REDSEG_CHECKPOINT at a trained RedSeg checkpoint "
             "(the bundled ones are checkpoints/redseg-default.safetensors and checkpoints/redseg-fast.safetensors)."
@@ -67,7 +68,8 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
         max_image_bytes=settings.max_image_memory_bytes,
     )
     ckpt = pool.checkpoint
-    log.info("serving %s %s (sha256 %s) on %s", ckpt.name, ckpt.version, ckpt.sha256[:12], ", ".join(devices))
+    log.info("serving %s %s (sha256 %s) on %s with %s", ckpt.name, ckpt.version, ckpt.sha256[:12], ", ".join(devices),
+             backend_of(ckpt.model))
     return pool
 
 

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="The network's precision: auto (bf16 autocast where the device computes bf16 natively: "
         "CUDA, CPUs with AVX512-BF16 or AMX; else fp32), bf16, or fp32 to force full precision.")
+    backend: Literal["auto", "torch", "openvino-int8", "openvino-bf16"] = Field(
+        "auto", description="The network's engine: auto (OpenVINO int8 on an x86 CPU where openvino is installed, "
+        "torch on GPUs and elsewhere), torch, openvino-int8, or openvino-bf16 (fp32 weights computed in bf16). An "
+        "OpenVINO model is made from the checkpoint at its first start and kept beside it (model/openvino_export.py).")
     tta: Literal["auto", "none", "hflip", "flips", "dihedral"] = Field(
         "auto", description="Test-time augmentation: average the maps over flipped (and rotated) views; each view "
         "costs one more pass of the network. auto: hflip on GPUs (a few ms more; it raises hold-out AP for both "

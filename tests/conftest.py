@@ -2,3 +2,10 @@
 # (which sets them) before any test module imports model and with it cv2, so in-process servers
 # in a whole-suite run get the same limits as in production.
 import service  # noqa: F401
+
+import os  # noqa: E402
+
+# The tests compare against the torch network and make tiny checkpoints by the dozen: they run on torch
+# unless a test asks for OpenVINO (tests/model/test_openvino.py), where REDSEG_BACKEND=auto would make
+# an OpenVINO model of each checkpoint first. The service's Settings and the commands' --backend read it.
+os.environ.setdefault("REDSEG_BACKEND", "torch")
