@@ -4,6 +4,11 @@
 
 const COLOURS = { MA: [255, 255, 0], HE: [0, 255, 255] };
 const MAX_ZOOM = 16;
+// The referral score's figures measured outside the project on photographs it has never had, by
+// model "name version" (issue 22; MODEL_CARD.md, "Other cameras").
+const INDEPENDENT_REFERRAL = {
+  "redseg-full 2": "on IDRiD's grading test split (100 photographs, same camera), measured outside the project: ROC AUC 0.910",
+};
 const $ = (id) => document.getElementById(id);
 const view = { scale: 1, x: 0, y: 0, width: 0, height: 0 };
 let objectUrls = [];
@@ -104,7 +109,7 @@ async function segmentFile(file) {
   const body = JSON.parse(response.text);
   await showPhoto(file, body.image);
   await Promise.all(Object.keys(COLOURS).map((lesion) => drawMask(lesion, body.lesions[lesion].mask_png)));
-  showSummary(body.screening);
+  showSummary(body.screening, body.model);
   showDownloads(file.name, body.lesions);
   setStatus("done", `Done: ${file.name} (${body.image.width}x${body.image.height}) in ${body.timings.total_s.toFixed(1)} s.`);
 }
@@ -165,7 +170,7 @@ function clearResults() {
 
 // ---- summary and downloads ---------------------------------------------------------------------
 
-function showSummary(screening) {
+function showSummary(screening, model) {
   for (const [lesion, found] of Object.entries(screening.lesions)) {
     const row = document.querySelector(`#lesion-table tr[data-lesion="${lesion}"]`);
     row.querySelector(".count").textContent = found.count;
@@ -195,6 +200,10 @@ function showSummary(screening) {
       const ci = v.roc_auc_ci95 ? ` (95% CI ${v.roc_auc_ci95[0].toFixed(2)}-${v.roc_auc_ci95[1].toFixed(2)})` : "";
       box.append(paragraph(`Validated on ${v.data}: ROC AUC ${v.roc_auc.toFixed(2)}${ci}, sensitivity ${v.sensitivity.toFixed(2)}, specificity ${v.specificity.toFixed(2)} for ${v.target}.`));
     }
+    const independent = model && INDEPENDENT_REFERRAL[`${model.name} ${model.version}`];
+    const validation = paragraph(`The score is validated on one camera (IDRiD)${independent ? `; ${independent}` : ", by cross-validation only"}.`);
+    validation.id = "referral-validation";
+    box.append(validation);
   }
   $("disclaimer").textContent = screening.disclaimer;
   $("results").hidden = false;
