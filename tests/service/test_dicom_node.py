@@ -260,3 +260,9 @@ def test_tls_only_when_a_certificate_is_set(scored_checkpoint: Path, pacs: Pacs,
             assoc.release()
     finally:
         node.stop()
+
+
+def test_docs_name_every_setting():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "dicom.md").read_text()
+    missing = [f"REDSEG_DICOM_{name.upper()}" for name in NodeSettings.model_fields if f"REDSEG_DICOM_{name.upper()}" not in docs]
+    assert not missing, f"docs/dicom.md does not name {missing}"

@@ -10,6 +10,7 @@ Skipped when Orthanc or its DICOMweb plugin is not installed, unless REDSEG_REQU
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -42,8 +43,9 @@ def scored_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def orthanc(folder: Path, http_port: int, dicom_port: int, redseg_port: int) -> Iterator[str]:
-    """Orthanc on loopback with its DICOM port open, knowing RedSeg's node as the modality 'redseg'."""
+def orthanc(folder: Path, http_port: int, dicom_port: int, redseg_port: int, lua: str | None = None) -> Iterator[str]:
+    """Orthanc on loopback with its DICOM port open, knowing RedSeg's node as the modality 'redseg' (and running
+    the ``lua`` script)."""
     assert ORTHANC and DICOMWEB_PLUGIN.exists(), "REDSEG_REQUIRE_DICOM_TOOLS=1 but Orthanc/orthanc-dicomweb is missing"
     folder.mkdir(parents=True, exist_ok=True)
     config = {
@@ -53,6 +55,9 @@ def orthanc(folder: Path, http_port: int, dicom_port: int, redseg_port: int) -> 
         "DicomModalities": {"redseg": {"AET": "REDSEG", "Host": "127.0.0.1", "Port": redseg_port, "Timeout": 120}},
         "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }
+    if lua is not None:
+        (folder / "redseg.lua").write_text(lua)
+        config["LuaScripts"] = [str(folder / "redseg.lua")]
     (folder / "orthanc.json").write_text(json.dumps(config))
     with running([ORTHANC, str(folder / "orthanc.json")], http_port, "/system", 60, folder / "orthanc.log") as url:
         yield url
@@ -138,3 +143,21 @@ def test_results_wait_for_orthanc_and_reach_it_when_it_is_back(scored_checkpoint
         assert node.metrics.stored._value.get() == 2
     seg, sr = pydicom.dcmread(BytesIO(seg_bytes)), pydicom.dcmread(BytesIO(sr_bytes))
     assert report_values(sr)["MA"]["segmentation"] == seg.SOPInstanceUID
+
+
+def test_orthanc_routes_new_photographs_with_the_docs_lua_script(scored_checkpoint: Path, tmp_path):
+    """docs/dicom.md's auto-routing script: a stored photograph goes to RedSeg, and what comes back does not."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "dicom.md").read_text()
+    lua = docs.split("```lua\n", 1)[1].split("```", 1)[0]
+    node_port, dicom_port = free_port(), free_port()
+    photo = photograph(sample_rgb(*GRADABLE), "jpeg")
+    with (orthanc(tmp_path / "orthanc", free_port(), dicom_port, node_port, lua) as url,
+          redseg_node(scored_checkpoint, tmp_path / "outbox", port=node_port, destination_ae="ORTHANC",
+                      destination_port=dicom_port) as node,
+          httpx.Client(base_url=url, timeout=60) as pacs):
+        assert pacs.post("/instances", content=to_bytes(photo)).status_code == 200
+        fetch_results(pacs, photo.StudyInstanceUID)
+        time.sleep(2)  # had the SEG or SR been routed back, the node would have refused them by now
+        assert node.metrics.received._value.get() == 1
+        series = pacs.get("/series", params={"expand": ""}).json()
+        assert sorted(one["MainDicomTags"]["Modality"] for one in series) == ["OP", "SEG", "SR"]
