@@ -37,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = DicomNode(Settings(), NodeSettings())
         node.start()
-    except (ValidationError, StartupError, RuntimeError, OSError) as exc:
+    except ValidationError as exc:
+        prefix = "REDSEG_DICOM_" if exc.title == "NodeSettings" else "REDSEG_"
+        for error in exc.errors():
+            where = f"{prefix}{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+            print(f"redseg-dicom-node: error: {where}{error['msg']}", file=sys.stderr)
+        return 2
+    except (StartupError, RuntimeError, OSError) as exc:
         print(f"redseg-dicom-node: error: {exc}", file=sys.stderr)
         return 2
     stopping = threading.Event()

@@ -266,3 +266,47 @@ def test_docs_name_every_setting():
     docs = (Path(__file__).resolve().parents[2] / "docs" / "dicom.md").read_text()
     missing = [f"REDSEG_DICOM_{name.upper()}" for name in NodeSettings.model_fields if f"REDSEG_DICOM_{name.upper()}" not in docs]
     assert not missing, f"docs/dicom.md does not name {missing}"
+
+
+def test_the_command_serves_metrics_stops_on_sigterm_and_logs_no_patient_data(scored_checkpoint: Path, pacs: Pacs, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    port, metrics_port = free_port(), free_port()
+    env = os.environ | {
+        "REDSEG_CHECKPOINT": str(scored_checkpoint), "REDSEG_DEVICE": "cpu", "REDSEG_DICOM_PORT": str(port),
+        "REDSEG_DICOM_ALLOWED_CALLERS": CALLER, "REDSEG_DICOM_DESTINATION_AE": "PACS",
+        "REDSEG_DICOM_DESTINATION_PORT": str(pacs.port), "REDSEG_DICOM_OUTBOX": str(tmp_path / "outbox"),
+        "REDSEG_DICOM_METRICS_PORT": str(metrics_port),
+    }
+    root = Path(__file__).resolve().parents[2]
+    with open(tmp_path / "node.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "service.dicom_node.main"], cwd=root, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        wait_until(lambda: httpx.get(metrics_url, timeout=2).status_code == 200, 120, "the node's /metrics",
+                   alive=lambda: process.poll() is None, log=tmp_path / "node.log")
+        photo = photograph(sample_rgb(*GRADABLE), "jpeg")
+        assert c_store(port, photo).Status == 0x0000 and c_store(port, photo, calling="STRANGER") is None
+        metrics = httpx.get(metrics_url, timeout=5).text
+        assert "redseg_dicom_photographs_received_total 1.0" in metrics
+        assert 'redseg_dicom_associations_total{outcome="refused"} 1.0' in metrics and "redseg_queue_depth" in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    output = (tmp_path / "node.log").read_text()
+    assert code == 0 and "photograph from ORTHANC" in output and "refused an association from 'STRANGER'" in output
+    for value in (PATIENT["PatientName"], PATIENT["PatientID"], PATIENT["PatientBirthDate"], photo.StudyInstanceUID):
+        assert value not in output and value not in metrics
+
+
+def test_the_command_names_a_missing_setting(monkeypatch, capsys):
+    from service.dicom_node.main import main
+
+    monkeypatch.delenv("REDSEG_DICOM_ALLOWED_CALLERS", raising=False)
+    assert main([]) == 2
+    assert "REDSEG_DICOM_ALLOWED_CALLERS is empty" in capsys.readouterr().err
