@@ -28,7 +28,13 @@ STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 
 
 class DestinationError(Exception):
-    """The destination did not take a result (unreachable, refused or failed): it stays in the outbox."""
+    """The destination did not take a result: it stays in the outbox. ``unreachable``: the destination is away
+    (no connection or association, a server error), so the results after it wait too; otherwise it refused
+    this result, and the others are still sent."""
+
+    def __init__(self, message: str, unreachable: bool = True):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class CStoreDestination:
@@ -56,8 +62,10 @@ class CStoreDestination:
             for data in files:
                 status = assoc.send_c_store(pydicom.dcmread(BytesIO(data)))
                 code = status.get("Status") if status else None
+                if code is None:
+                    raise DestinationError(f"{self}: no answer to a C-STORE")
                 if code not in STORED:
-                    raise DestinationError(f"{self} answered status {'none' if code is None else f'0x{code:04X}'}")
+                    raise DestinationError(f"{self} answered status 0x{code:04X}", unreachable=False)
         finally:
             assoc.release() if assoc.is_established else assoc.abort()
 
@@ -83,11 +91,13 @@ class StowDestination:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s, context=self.tls) as response:
                 status, answer = response.status, response.read()
-        except (urllib.error.URLError, OSError) as exc:  # HTTPError is a URLError
-            raise DestinationError(f"{self} failed: {getattr(exc, 'code', None) or type(exc).__name__}") from None
+        except urllib.error.HTTPError as exc:  # a 4xx refuses this result; a 5xx is the server away
+            raise DestinationError(f"{self} answered {exc.code}", unreachable=exc.code >= 500) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DestinationError(f"{self} failed: {type(exc).__name__}") from None
         failed = json.loads(answer or b"{}").get("00081198", {}).get("Value") if answer.strip() else None
         if status != 200 or failed:
-            raise DestinationError(f"{self} answered {status} with {len(failed or [])} instances failed")
+            raise DestinationError(f"{self} answered {status} with {len(failed or [])} instances failed", unreachable=False)
 
 
 def make_destination(settings: NodeSettings, tls: ssl.SSLContext | None) -> CStoreDestination | StowDestination:
@@ -131,15 +141,20 @@ class Forwarder:
             self._wake.wait(self.interval_s)
 
     def flush(self) -> bool:
-        """Send every waiting result; False when the destination failed (the rest wait for the next try)."""
+        """Send every waiting result, oldest first; False when one was not taken (it waits for the next try, and
+        while the destination is away, so do those after it)."""
         self.metrics.expired.inc(self.outbox.expire())
+        all_sent = True
         for files in self.outbox.waiting().values():
             try:
                 self.destination.send([path.read_bytes() for path in files])
             except (DestinationError, OSError) as exc:
                 self.metrics.send_failures.inc()
                 log.warning("%s; %d result files kept, next try in %.0f s", exc, self.outbox.count(), self.interval_s)
-                return False
+                if getattr(exc, "unreachable", True):
+                    return False
+                all_sent = False
+                continue
             self.outbox.remove(files)
             self.metrics.stored.inc(len(files))
-        return True
+        return all_sent

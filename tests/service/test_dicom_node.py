@@ -310,3 +310,26 @@ def test_the_command_names_a_missing_setting(monkeypatch, capsys):
     monkeypatch.delenv("REDSEG_DICOM_ALLOWED_CALLERS", raising=False)
     assert main([]) == 2
     assert "REDSEG_DICOM_ALLOWED_CALLERS is empty" in capsys.readouterr().err
+
+
+def test_a_refused_result_waits_without_holding_up_the_others(tmp_path):
+    from service.dicom_node.destinations import DestinationError, Forwarder
+    from service.dicom_node.metrics import NodeMetrics
+
+    class Destination:
+        def __init__(self, unreachable: bool):
+            self.unreachable, self.taken = unreachable, []
+
+        def send(self, files: list[bytes]) -> None:
+            if self.unreachable or files[0] == b"refused":
+                raise DestinationError("no", unreachable=self.unreachable)
+            self.taken.append(files)
+
+    outbox = Outbox(tmp_path / "outbox", keep_s=3600)
+    outbox.put([b"refused", b"sr"])
+    outbox.put([b"seg", b"sr"])
+    away = Destination(unreachable=True)
+    assert not Forwarder(outbox, away, NodeMetrics(), 1).flush() and outbox.count() == 4
+    picky = Destination(unreachable=False)
+    assert not Forwarder(outbox, picky, NodeMetrics(), 1).flush()
+    assert picky.taken == [[b"seg", b"sr"]] and outbox.count() == 2  # the refused one is kept, to try again
