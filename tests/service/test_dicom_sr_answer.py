@@ -81,3 +81,11 @@ def test_the_single_seg_answer_stays_as_it_was(client: httpx.Client, dicom_photo
     assert pydicom.dcmread(BytesIO(single.content)).Modality == "SEG"
     png = client.post("/segment", files={"image": ("x.png", small_png, "image/png")}, headers={"Accept": PARTS})
     assert png.status_code == 406 and "DICOM upload" in png.json()["detail"]
+
+
+def test_the_sr_refers_to_a_fractional_seg_too(client: httpx.Client, dicom_photo: bytes, tmp_path):
+    seg_bytes, sr_bytes = related_parts(post(client, dicom_photo, PARTS, seg_type="fractional"))
+    seg = pydicom.dcmread(BytesIO(seg_bytes))
+    assert seg.SegmentationType == "FRACTIONAL"
+    assert dciodvfy_errors(sr_bytes, tmp_path, iod="ComprehensiveSR") == []
+    assert report_values(pydicom.dcmread(BytesIO(sr_bytes)))["HE"]["segmentation"] == seg.SOPInstanceUID
