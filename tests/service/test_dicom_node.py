@@ -168,6 +168,7 @@ def test_no_patient_data_reaches_the_nodes_log_or_metrics(node: DicomNode, caplo
         assert value not in logged and value not in metrics
 
 
+@pytest.mark.slow  # a node of its own
 def test_a_full_queue_answers_out_of_resources_at_once(scored_checkpoint: Path, pacs: Pacs, tmp_path):
     """queue_size 0 and one worker: one photograph in progress at a time. While one holds the place, the next
     gets 0xA700 (Refused: Out of Resources, which senders retry later) at once, not a hang."""
@@ -190,6 +191,7 @@ def test_a_full_queue_answers_out_of_resources_at_once(scored_checkpoint: Path, 
         assert node.metrics.failed.labels(reason="busy")._value.get() == 1
 
 
+@pytest.mark.slow  # a node of its own, sends retried
 def test_results_wait_while_the_destination_is_away_and_go_when_it_is_back(scored_checkpoint: Path, tmp_path):
     away = Pacs(free_port())
     outbox = tmp_path / "outbox"
@@ -232,6 +234,7 @@ def test_settings_say_what_is_missing(tmp_path, overrides, message):
     assert node_settings(tmp_path, 104, allowed_callers="ORTHANC, CAMERA 2").allowed_callers == ["ORTHANC", "CAMERA 2"]
 
 
+@pytest.mark.slow  # a node of its own
 def test_tls_only_when_a_certificate_is_set(scored_checkpoint: Path, pacs: Pacs, tmp_path):
     import shutil
     import ssl
@@ -268,6 +271,7 @@ def test_docs_name_every_setting():
     assert not missing, f"docs/dicom.md does not name {missing}"
 
 
+@pytest.mark.slow  # starts redseg-dicom-node
 def test_the_command_serves_metrics_stops_on_sigterm_and_logs_no_patient_data(scored_checkpoint: Path, pacs: Pacs, tmp_path):
     import signal
     import subprocess

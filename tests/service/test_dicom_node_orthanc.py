@@ -34,6 +34,8 @@ from tests.service.test_orthanc import DICOMWEB_PLUGIN, ORTHANC, wado  # skips t
 from tests.service.test_screening_answer import SCORE
 from tests.service.test_segment import decode_png
 
+pytestmark = pytest.mark.slow  # a real Orthanc
+
 
 @pytest.fixture(scope="module")
 def scored_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
