@@ -337,3 +337,16 @@ def test_a_refused_result_waits_without_holding_up_the_others(tmp_path):
     picky = Destination(unreachable=False)
     assert not Forwarder(outbox, picky, NodeMetrics(), 1).flush()
     assert picky.taken == [[b"seg", b"sr"]] and outbox.count() == 2  # the refused one is kept, to try again
+
+
+def test_it_answers_c_echo(node: DicomNode):
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=CALLER)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="REDSEG")
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
