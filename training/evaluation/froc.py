@@ -29,8 +29,9 @@ from model.screening.masks import PROBABILITY_LEVELS, mask_from_levels, probabil
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """False regions per image at which the sensitivity is read (ROC challenge, e-ophtha)."""
 
-SWEEP = np.round(np.concatenate([np.arange(1, 100) / 100, [0.995, 0.999]]), 3)
-"""The thresholds swept: 0.01, 0.02, ..., 0.99, then 0.995 and 0.999 for the curve's low-false end."""
+SWEEP = np.round(np.concatenate([np.arange(1, 100) / 100, np.arange(991, 1000) / 1000, [0.9995, 0.9999, 1.0]]), 4)
+"""The thresholds swept: 0.01, 0.02, ..., 0.99, then 0.991, ..., 0.999, 0.9995, 0.9999 and 1 (the 16-bit
+map's top level) for the curve's low-false end, where calibrated maps crowd."""
 
 
 def sweep_thresholds(operating: float | None = None) -> np.ndarray:

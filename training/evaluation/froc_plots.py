@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluation.froc import FROC_RATES, FROCAccumulator
-from training.evaluation.image_level import SCORE, roc_auc, roc_curve
+from training.evaluation.image_level import SCORE, SECOND_SCORE, roc_auc, roc_curve
 from training.evaluation.pr_plots import COLOURS
 
 
@@ -51,18 +51,20 @@ def _plot_froc(ax, frocs: Mapping[str, FROCAccumulator]) -> None:
 
 
 def _plot_image_roc(ax, rows: Sequence[dict], lesions: Sequence[str]) -> None:
+    """Solid: the highest probability; dashed: the served regions at the operating threshold."""
     for lesion in lesions:
         labels = [r[lesion]["holds_lesion"] for r in rows]
-        scores = [r[lesion][SCORE] for r in rows]
-        auc = roc_auc(scores, labels)
-        if not np.isfinite(auc):
-            continue
-        fpr, tpr = roc_curve(scores, labels)
-        ax.plot(fpr, tpr, drawstyle="steps-post", color=COLOURS.get(lesion),
-                label=f"{lesion}: ROC AUC {auc:.3f} ({int(np.sum(labels))} of {len(labels)} hold it)")
+        for score, style, text in ((SCORE, "-", "highest probability"), (SECOND_SCORE, "--", "served regions")):
+            scores = [r[lesion][score] for r in rows]
+            auc = roc_auc(scores, labels)
+            if not np.isfinite(auc):
+                continue
+            fpr, tpr = roc_curve(scores, labels)
+            ax.plot(fpr, tpr, style, color=COLOURS.get(lesion), lw=1.5 if style == "-" else 1,
+                    label=f"{lesion}, {text}: ROC AUC {auc:.3f} ({int(np.sum(labels))} of {len(labels)} hold it)")
     ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="1 - specificity", ylabel="sensitivity",
-           title="Per image: holds the lesion (score: highest probability)")
+           title="Per image: does the photograph hold the lesion?")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=7)

@@ -122,5 +122,5 @@ def test_without_ground_truth_the_sensitivity_is_undefined():
 
 def test_sweep_is_ascending_and_unique():
     thresholds = sweep_thresholds(0.23)
-    assert np.all(np.diff(thresholds) > 0) and thresholds[0] == 0.01 and thresholds[-1] == 0.999
+    assert np.all(np.diff(thresholds) > 0) and thresholds[0] == 0.01 and thresholds[-1] == 1.0
     assert len(sweep_thresholds(0.5)) == len(SWEEP)
