@@ -81,6 +81,7 @@ RUN set -eu; \
     [ -n "$PIP_CERT" ] || unset PIP_CERT; \
     python -c "import tomllib; d = tomllib.load(open('/tmp/build/pyproject.toml', 'rb')); print('\n'.join(d['project']['dependencies']))" \
         > /tmp/build/requirements.txt; \
+    if [ "$TORCH" = cuda ]; then sed -i -E '/^(openvino|nncf)/d' /tmp/build/requirements.txt; fi; \
     cat /tmp/build/requirements.txt; \
     pip install -r /tmp/build/requirements.txt; \
     python -c "import torch; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__"; \
@@ -119,6 +120,14 @@ COPY service/ /app/service/
 COPY checkpoints/ /app/checkpoints/
 # The project is not pip-installed here: the app reads its version from this file.
 COPY pyproject.toml /app/pyproject.toml
+# The CPU image serves OpenVINO int8 (REDSEG_BACKEND=auto): both bundled models' int8 IRs are made here
+# from the shipped calibration crops of IDRiD training photographs (model/openvino_export.py), so a
+# container starts without quantising; a checkpoint mounted later gets its IR at its first start.
+COPY assets/calibration-crops.npz assets/ATTRIBUTION.md /app/assets/
+RUN if [ "$TORCH" = cpu ] && [ -f /app/checkpoints/redseg-default.safetensors ]; then \
+        cd /app && PYTHONPATH=/app OMP_WAIT_POLICY=PASSIVE /opt/venv/bin/python -m model.openvino_export --openvino int8 \
+        && rm -f /app/checkpoints/*.openvino/.lock; \
+    fi
 # Readable by the non-root user whatever the modes in the build context (a checkpoint
 # saved through a temporary file is 0600); only files that need it change.
 RUN find /app \( -type d ! -perm -a+rx -exec chmod a+rx {} + \) -o \( -type f ! -perm -a+r -exec chmod a+r {} + \) \

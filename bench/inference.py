@@ -10,6 +10,10 @@ autocast where native; ``--precision``);
 back to full size); (c) MONAI's ``sliding_window_inference`` on the same working-scale tensor with
 the same tile size, overlap, batch and fast-path forward. Targets: (b)/(a') <= 1.15, (b)/(c) <= 1.0,
 (b)/(a) <= 0.40. Peak memory is the resident set (CPU) or the allocator's peak (CUDA) of each variant.
+On the CPU, with ``--backend openvino-int8`` (the default where openvino is installed) or
+``openvino-bf16``: (o) the same whole-image forward on that OpenVINO engine and (o')
+``predict_probabilities`` on it (``model.backends``; its IR is made first if the checkpoint has none).
+Target: (o)/(a') <= 0.45 (int8 against today's torch bf16 forward).
 
 (AUC_PR with and without the field-of-view mask: ``redseg-evaluate --compare-fov``.)
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import os
 import resource
 import statistics
 import sys
@@ -64,6 +70,25 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[RedSeg
         reference, source = RedSeg(RedSegConfig(width=args.width)).to(device).eval(), f"random init, width={args.width}"
     model = to_channels_last(fold_batch_norm(copy.deepcopy(reference)))
     return model, reference.to(memory_format=torch.contiguous_format), source
+
+
+def openvino_engine(args: argparse.Namespace, device: torch.device):
+    """The checkpoint's network on ``args.backend`` (an OpenVINO one), or None (torch only, a GPU, or random init)."""
+    from model.backends import load_for_inference
+
+    if args.backend == "torch" or device.type != "cpu" or (args.random and not args.checkpoint):
+        return None
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    if not checkpoint.is_file():
+        return None
+    return load_for_inference(checkpoint, device, args.backend).model
+
+
+def default_backend() -> str:
+    """$REDSEG_BACKEND if set (the tests set torch), else OpenVINO int8 where it is installed."""
+    if "REDSEG_BACKEND" in os.environ and os.environ["REDSEG_BACKEND"] != "auto":
+        return os.environ["REDSEG_BACKEND"]
+    return "openvino-int8" if importlib.util.find_spec("openvino") else "torch"
 
 
 def reset_peak() -> None:
@@ -148,6 +173,14 @@ def benchmark(args: argparse.Namespace) -> None:
         "(b) predict_probabilities, fast path": ours,
         "(c) MONAI sliding window, fast path": monai,
     }
+    engine = openvino_engine(args, device)
+    if engine is not None:
+        def whole_engine() -> None:
+            with torch.inference_mode():
+                torch.sigmoid(engine(working).fused)
+
+        variants[f"(o) whole-image forward, {args.backend}"] = whole_engine
+        variants[f"(o') predict_probabilities, {args.backend}"] = lambda: predict_probabilities(engine, image, settings)
     times: dict[str, list[float]] = {name: [] for name in variants}
     cpu_times: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, int] = {name: 0 for name in variants}
@@ -162,8 +195,8 @@ def benchmark(args: argparse.Namespace) -> None:
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     cpu_medians = {name: statistics.median(values) for name, values in cpu_times.items()}
-    a, a_fast, b, c = medians.values()
-    cpu_a, cpu_a_fast, cpu_b, cpu_c = cpu_medians.values()
+    a, a_fast, b, c = list(medians.values())[:4]
+    cpu_a, cpu_a_fast, cpu_b, cpu_c = list(cpu_medians.values())[:4]
     memory = "peak CUDA allocated" if device.type == "cuda" else "peak RSS"
     print(
         f"image {Path(args.image).name} {width}x{height} -> working {small_w}x{small_h}; {source}; "
@@ -181,6 +214,10 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"wall: (b)/(a') = {b / a_fast:.3f} (target <= 1.15), (b)/(c) = {b / c:.3f} (target <= 1.0), "
           f"(b)/(a) = {b / a:.3f} (target <= 0.40)")
     print(f"CPU:  (b)/(a') = {cpu_b / cpu_a_fast:.3f}, (b)/(c) = {cpu_b / cpu_c:.3f}, (b)/(a) = {cpu_b / cpu_a:.3f}")
+    if engine is not None:
+        o, o_pipeline = list(medians.values())[4:]
+        print(f"wall: (o)/(a') = {o / a_fast:.3f} (target <= 0.45), (o)/(a) = {o / a:.3f}, "
+              f"(o')/(b) = {o_pipeline / b:.3f}, (o')/(a) = {o_pipeline / a:.3f} ({args.backend})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="the fast path's precision")
+    parser.add_argument("--backend", choices=("torch", "openvino-int8", "openvino-bf16"), default=default_backend(),
+                        help="the OpenVINO engine measured beside torch, (o) and (o'); torch: none (default: "
+                        "$REDSEG_BACKEND, else openvino-int8 where openvino is installed)")
     parser.add_argument("--tile-size", type=int)
     parser.add_argument("--min-overlap", type=int)
     parser.add_argument("--batch-size", type=int)

@@ -9,8 +9,11 @@ In one run on the same image and model, interleaved, medians compared:
 (j) HTTP POST /segment with the default outputs and the JSON answer, on ``redseg-serve`` started
     here on loopback (the fast path, as served);
 (z) the same request with ``Accept: application/zip``;
-(p) for reference, the in-process pipeline the service runs (decode, inference, masks, render, summary).
-Targets: (j)/(a) <= 1.0 and (z)/(a) <= 1.0: the whole request costs no more than the network used to.
+(p) for reference, the in-process pipeline the service runs (decode, inference, masks, render, summary);
+(t) with an OpenVINO ``--backend`` (the default where openvino is installed), the same JSON request to a
+    second server on the torch path (``REDSEG_BACKEND=torch``: today's /segment), interleaved with the rest.
+Targets: (j)/(a) <= 1.0 and (z)/(a) <= 1.0: the whole request costs no more than the network used to;
+with OpenVINO int8, (j)/(t) <= 0.5 and (j)/(a) <= 0.20. Each server's peak RSS is reported.
 Then throughput with ``--clients`` concurrent clients against the single client of (j)
 (target: >= 0.95 of the single-client rate, no request lost).
 
@@ -39,8 +42,9 @@ import service  # noqa: E402,F401  (first: OpenCV limits, as in the server)
 import httpx  # noqa: E402
 import torch  # noqa: E402
 
-from model import RedSeg, RedSegConfig, load_checkpoint, predict_probabilities, save_checkpoint  # noqa: E402
-from bench.inference import nchw_reference, working_scale_input  # noqa: E402
+from model import RedSeg, RedSegConfig, predict_probabilities, save_checkpoint  # noqa: E402
+from bench.inference import default_backend, nchw_reference, working_scale_input  # noqa: E402
+from model.backends import backend_of, load_for_inference  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from model.cli_help import plain_help  # noqa: E402
 from model.screening.masks import lesion_masks  # noqa: E402
@@ -78,6 +82,17 @@ def start_server(port: int, env: dict[str, str], log: Path, timeout_s: float = 6
     return process
 
 
+def peak_rss_mb(process: subprocess.Popen) -> float:
+    """A server's peak resident set (VmHWM), in MB; 0 where /proc cannot tell."""
+    try:
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def checked(result: tuple[float, int]) -> float:
     seconds, status = result
     assert status == 200, status
@@ -93,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outputs", default=DEFAULT_OUTPUTS)
     parser.add_argument("--width", type=float, default=1.0, help="width of the random-init network")
+    parser.add_argument("--backend", choices=("torch", "openvino-int8", "openvino-bf16"), default=default_backend(),
+                        help="the served engine (default: $REDSEG_BACKEND, else openvino-int8 where openvino is "
+                        "installed); an OpenVINO one is compared with a second server on torch, (t)")
     args = parser.parse_args(argv)
 
     data = Path(args.image).read_bytes()
@@ -101,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_path, label = pick_checkpoint(args, Path(scratch))
         settings = Settings(checkpoint=checkpoint_path)
         device = settings.devices()[0]
-        ckpt = load_checkpoint(checkpoint_path, device)
+        ckpt = load_for_inference(checkpoint_path, device, args.backend)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = start_server(port, {
@@ -109,9 +127,19 @@ def main(argv: list[str] | None = None) -> None:
             "REDSEG_DEVICE": "auto",
             "REDSEG_QUEUE_SIZE": str(args.clients),
             "REDSEG_REQUEST_TIMEOUT_S": "86400",  # measure throughput, not the timeout
+            "REDSEG_BACKEND": args.backend,
         }, Path(scratch) / "server.log")
+        servers = {args.backend: server}
         try:
-            print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}")
+            print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}; image {args.image}; "
+                  f"served on {backend_of(ckpt.model)}")
+            if args.backend != "torch":
+                torch_port = free_port()
+                servers["torch"] = start_server(torch_port, {"REDSEG_CHECKPOINT": str(checkpoint_path),
+                                                             "REDSEG_DEVICE": "auto", "REDSEG_BACKEND": "torch",
+                                                             "REDSEG_REQUEST_TIMEOUT_S": "86400"},
+                                                Path(scratch) / "torch-server.log")
+                torch_http = httpx.Client(base_url=f"http://127.0.0.1:{torch_port}", timeout=600)
 
             reference_model = nchw_reference(checkpoint_path, device)
             working = working_scale_input(ckpt.model, decode_upload(data, settings.max_pixels))
@@ -143,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(j) HTTP /segment, JSON": lambda: checked(over_http()),
                         "(z) HTTP /segment, zip": lambda: checked(over_http(accept="application/zip")),
                         "(p) in-process pipeline": in_process}
+            if args.backend != "torch":
+                variants["(t) HTTP /segment, JSON, torch path"] = lambda: checked(over_http(torch_http))
             times = {name: [] for name in variants}
             for fn in variants.values():
                 fn()  # warm-up
@@ -174,8 +204,10 @@ def main(argv: list[str] | None = None) -> None:
             elapsed = time.perf_counter() - started
             ok = statuses.count(200)
             multi_rate = ok / elapsed
+            peaks = {backend: peak_rss_mb(process) for backend, process in servers.items()}
         finally:
-            stop(server)
+            for process in servers.values():
+                stop(process)
 
     print()
     print(f"| measurement (median of {args.requests}, interleaved) | seconds | / (a) |")
@@ -185,6 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("(j) HTTP /segment, JSON", "(z) HTTP /segment, zip"):
         ratio = medians[name] / medians["(a) network alone, fp32 NCHW"]
         print(f"{name} / (a) = {ratio:.3f} (target <= 1.0) {'OK' if ratio <= 1.0 else 'MISSED'}")
+    if args.backend != "torch":
+        j, t, a = (medians[name] for name in ("(j) HTTP /segment, JSON", "(t) HTTP /segment, JSON, torch path",
+                                              "(a) network alone, fp32 NCHW"))
+        print(f"(j)/(t) = {j / t:.3f} (target <= 0.5) {'OK' if j / t <= 0.5 else 'MISSED'}; "
+              f"(j)/(a) = {j / a:.3f} (target <= 0.20) {'OK' if j / a <= 0.20 else 'MISSED'} ({args.backend})")
+    print("server peak RSS: " + ", ".join(f"{backend} {mb:.0f} MB" for backend, mb in peaks.items()))
     share = multi_rate / single_rate
     lost = args.concurrent_requests - ok
     others = {status: statuses.count(status) for status in sorted(set(statuses)) if status != 200}

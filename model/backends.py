@@ -120,8 +120,8 @@ def openvino_model(checkpoint_path: str | Path, checkpoint: Checkpoint, backend:
 def load_for_inference(path: str | Path, device: torch.device | str = "cpu", backend: str = "auto") -> Checkpoint:
     """``load_checkpoint`` for inference on ``backend`` (resolved for ``device``): the torch network, or an
     ``OpenVINORedSeg`` in its place (the torch weights are then let go)."""
-    checkpoint = load_checkpoint(path, device)
     backend = resolve_backend(backend, device)
+    checkpoint = load_checkpoint(path, device)
     if backend == "torch":
         return checkpoint
     return dataclasses.replace(checkpoint, model=openvino_model(path, checkpoint, backend))
