@@ -81,23 +81,25 @@ def test_the_same_tiles_blending_and_masks_through_openvino_fp32(tiny_checkpoint
 
 @pytest.mark.slow  # makes (or finds) the fast model's int8 IR, then runs both engines on the full-size sample
 def test_int8_answers_as_torch_on_a_real_photograph():
-    """The bundled fast model on IDRiD_05 (4288x2848, a hold-out photograph), calibrated probabilities.
+    """The bundled fast model on IDRiD_05 (4288x2848, a hold-out photograph), calibrated probabilities,
+    int8 against torch fp32.
 
-    Measured: mean |dp| MA 0.0016 / HE 0.0046, largest 0.33; per-image AP MA 0.4282 (int8) against
-    0.4288 (torch), HE 0.1119 against 0.1136; masks at the operating thresholds differ on a few per cent of
-    the pixels either calls lesion.
+    Measured (OpenVINO 2026.4.1, NNCF 3.4.0, recipe 3): mean |dp| MA 0.00004 / HE 0.0004, largest 0.039 /
+    0.077, 99.9th percentile 0.027; of the pixels either engine's mask calls lesion at the operating
+    thresholds, 3.3 % (MA) and 9.9 % (HE) only one does (the default model: 3.1 % and 5.0 %). Hold-out AP
+    at full resolution is within 0.004 of torch's for both models (docs/benchmarks.md).
     """
     checkpoint = FAST_CHECKPOINT  # its IR is found beside it (as the service made it), or made there
     torch_ckpt = load_checkpoint(checkpoint)
     int8_ckpt = backends.load_for_inference(checkpoint, "cpu", "openvino-int8")
     assert backends.backend_of(int8_ckpt.model) == "openvino-int8"
     image = read_image(SAMPLE_IMAGE)
-    settings = TileSettings(precision="fp32")
-    expected = predict_probabilities(torch_ckpt.model, image, settings, torch_ckpt.calibration)
-    got = predict_probabilities(int8_ckpt.model, image, settings, int8_ckpt.calibration)
+    expected = predict_probabilities(torch_ckpt.model, image, TileSettings(precision="fp32"), torch_ckpt.calibration)
+    got = predict_probabilities(int8_ckpt.model, image, TileSettings(), int8_ckpt.calibration)
     difference = np.abs(got - expected)
-    assert difference.mean(axis=(1, 2)).max() <= 0.01
-    assert np.quantile(difference, 0.999) <= 0.15
+    assert difference.mean(axis=(1, 2)).max() <= 0.002
+    assert np.quantile(difference, 0.999) <= 0.06
+    assert difference.max() <= 0.2
     ours, theirs = lesion_masks(got, int8_ckpt.thresholds), lesion_masks(expected, torch_ckpt.thresholds)
     for lesion, mask in ours.masks.items():
         either = np.count_nonzero(mask | theirs.masks[lesion])
