@@ -2,13 +2,17 @@
 
 A fundus photograph is the retina seen through the pupil: a bright disc (the camera's field of
 view) on a black surround, often cut by the frame or cropped into; inside it a smooth, vignetted
-red-orange field (grey in a red-free or monochrome copy) crossed by a tree of thin *dark* vessels,
-with few sharp edges, no flat areas, no black holes and little that is saturated. The check measures
-these on a small copy of the image, scaled by the disc it finds (``model.fov.detect_disc``), and
-weighs them with a logistic regression fitted by ``python -m training.evaluation.fundus_check --fit``
-(on IDRiD's segmentation photographs and their variants against half of a non-fundus corpus; the
-coefficients are the constants below). It judges only *what* the image is: whether a fundus
-photograph is good enough to grade is the separate gradable rule.
+red-orange field (grey in a red-free or monochrome copy) crossed by a tree of thin *dark* vessels
+that run in every direction, with a bright optic disc and a darker fovea, few sharp edges, no flat
+areas, no black holes, little that is saturated and little pixel grain. The check measures these
+(``FEATURES``) on a copy of at most ``SHRINK_LONG_SIDE`` pixels, resampled by the disc it finds
+(``model.fov.detect_disc``). Three gates come first (``failed_gate``: the colours, lines that run in
+one direction, neither vessels nor an optic disc); a logistic regression fitted by
+``python -m training.evaluation.fundus_check --fit`` (on IDRiD's segmentation photographs, their
+variants and augmented copies against half of a non-fundus corpus; its coefficients are the
+constants below) weighs the rest. ``docs/fundus-check/report.md`` has its measured acceptance and
+refusal rates. It judges only *what* the image is: whether a fundus photograph is good enough to
+grade is the separate gradable rule.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from model.fov import FOV_RED_THRESHOLD, Disc, detect_disc
 
 SHRINK_LONG_SIDE = 512
-"""The image is first shrunk to at most this long side (a whole-number stride, then an area average)."""
+"""The image is first shrunk to at most this long side (every n-th pixel to about twice that, then an area average)."""
 VIEW_DIAMETER = 384
 """The disc is resampled to this many pixels across before its texture is measured."""
 LINE_SIGMA = 1.5
@@ -255,6 +259,10 @@ LOGARITHMIC: dict[str, float] = {"vessel_area": 0.003, "strong_edges": 0.001, "f
                                  "saturated": 0.001}
 """Shares that are near 0 in a fundus photograph enter the regression as log10(share + this)."""
 
+MIN_COLOUR = 0.3
+"""A colour fundus photograph is red-orange (R >= G >= B) or, as a red-free or monochrome copy, grey: at least this
+share of its field is one or the other (the real photographs and their variants: 0.90 and more). A copy with its
+channels swapped (BGR) is not one."""
 MAX_LINE_ORDER = 0.6
 """A vessel tree runs in every direction: lines more ordered than this (stripes, ribs, text) are not one. The most
 that the real photographs and their variants show is 0.37 (a copy of IDRiD grading's IDRiD_081)."""
@@ -296,6 +304,8 @@ def regression_inputs(features: dict[str, float]) -> dict[str, float]:
 
 def failed_gate(features: dict[str, float]) -> str | None:
     """Why these features cannot be a fundus photograph's, whatever the regression says, or None."""
+    if features["colour"] < MIN_COLOUR:
+        return "its colours are not a retina's (red-orange, or grey in a red-free copy)"
     if features["line_order"] > MAX_LINE_ORDER:
         return "its lines run in one direction (stripes, ribs, text), not a vessel tree"
     if features["vessel_area"] < MIN_VESSEL_AREA and features["optic_disc"] < MIN_OPTIC_DISC:

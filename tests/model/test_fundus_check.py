@@ -99,6 +99,11 @@ NON_FUNDUS = {
 }
 
 
+def test_a_photograph_with_its_channels_swapped_is_refused_for_its_colours(photograph):
+    result = check_fundus(np.ascontiguousarray(photograph[..., ::-1]))
+    assert not result.is_fundus and "colours" in result.reason
+
+
 @pytest.mark.parametrize("kind", NON_FUNDUS)
 def test_other_images_are_refused_with_a_reason(kind):
     result = check_fundus(NON_FUNDUS[kind]())

@@ -403,8 +403,8 @@ def report_text(metrics: dict, command: str) -> str:
              "flat areas, black holes, saturation, an optic disc (a bright spot) and a fovea (a darker one), and the "
              "grain (the finest scale's share of the texture). A logistic regression weighs "
              f"them ({', '.join(QUADRATIC)} also squared, with weights that are never positive: a band, not a side). "
-             "Two gates come first: lines that run in one direction are no vessel tree, and a fundus photograph shows "
-             "its vessels or its optic disc (`failed_gate`).", "",
+             "Three gates come first (`failed_gate`): the field is red-orange or grey, its lines do not run in one "
+             "direction (stripes, ribs, text), and it shows its vessels or its optic disc.", "",
              "The logistic regression's coefficients were fitted on the *fit* part only: IDRiD's 54 segmentation "
              "photographs (with their variants and augmented copies) and the half of the non-fundus corpus whose "
              "names hash to `fit` (`training.data.non_fundus_corpus.split_of`), with augmented copies. Everything "
