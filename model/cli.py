@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help=f"{lesion} mask threshold in [0, 1] (default: the checkpoint's operating threshold)",
         )
     parser.add_argument("--no-fov-mask", action="store_true", help="keep predictions outside the field of view")
+    parser.add_argument("--no-fundus-check", action="store_true",
+                        help="segment an image even if it does not look like a colour fundus photograph")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default=os.environ.get("REDSEG_BACKEND", "auto"),

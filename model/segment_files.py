@@ -23,7 +23,7 @@ from model.formats.dicom_seg import segmentation
 from model.formats.dicom_sr import structured_report
 from model.formats.images import ImageDecodeError, decode_image, read_bytes
 from model.formats.png import encode_png
-from model.fov import PhotographTooSmall
+from model.input_check import UNFIT, admit_photograph
 from model.inference import TileSettings, predict_probabilities
 from model.screening.masks import LesionStats, lesion_masks
 from model.screening.overlay import overlay
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
         for path in bar:
             try:
                 stats, screening = segment_one(path, args.out, checkpoint, settings, thresholds, args.dicom_seg,
-                                               args.dicom_sr)
-            except (ImageDecodeError, PhotographTooSmall, OSError) as exc:
+                                               args.dicom_sr, fundus_check=not args.no_fundus_check)
+            except (ImageDecodeError, *UNFIT, OSError) as exc:
                 message = " ".join(str(exc).split())
                 error(message if str(path) in message else f"{path}: {message}")
                 failed += 1
@@ -88,11 +88,13 @@ def segment_one(
     thresholds: dict[str, float],
     dicom_seg: str | None = None,
     dicom_sr: bool = False,
+    fundus_check: bool = True,
 ) -> tuple[dict[str, LesionStats], ScreeningSummary]:
     """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``, its SEG
     and SR with ``dicom_sr``); return each lesion's statistics and the screening summary."""
     image, source = read_input(path, dicom_seg, dicom_sr)
-    probabilities = predict_probabilities(checkpoint.model, image, settings, checkpoint.calibration)
+    mapping = admit_photograph(image, checkpoint.config, fundus_check)
+    probabilities = predict_probabilities(checkpoint.model, image, settings, checkpoint.calibration, mapping)
     masks = lesion_masks(probabilities, thresholds)
     for lesion in LESIONS:
         (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks.masks[lesion]))

@@ -66,6 +66,7 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
         queue_size=settings.queue_size,
         timeout_s=settings.request_timeout_s,
         max_image_bytes=settings.max_image_memory_bytes,
+        fundus_check=settings.fundus_check,
     )
     ckpt = pool.checkpoint
     log.info("serving %s %s (sha256 %s) on %s with %s", ckpt.name, ckpt.version, ckpt.sha256[:12], ", ".join(devices),

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import Send
 
+from model.input_check import refusal_reason
+
 log = logging.getLogger("service")
 
 
@@ -26,6 +28,11 @@ class ServiceError(Exception):
         self.reason = reason
         self.detail = detail
         self.headers = headers
+
+
+def unfit_photograph(exc: Exception) -> ServiceError:
+    """The 422 for a photograph ``model.input_check.admit_photograph`` refuses."""
+    return ServiceError(422, refusal_reason(exc), str(exc))
 
 
 def unavailable(reason: str, detail: str, retry_after: int) -> ServiceError:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     tile_size: int = Field(TileSettings.tile_size, ge=16, description="Largest tile side at the working scale.")
     tile_overlap: int = Field(TileSettings.min_overlap, ge=0, description="Least overlap between tiles.")
     tile_batch_size: int = Field(TileSettings.batch_size, ge=1, description="Tiles per forward pass.")
+    fundus_check: bool = Field(
+        True, description="Refuse (422) an upload that is not a colour fundus photograph (model/fundus_check.py) "
+        "before any lesion is reported; false only to study other images.")
     fov_mask: bool = Field(True, description="Zero the probabilities outside the fundus's field of view.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="The network's precision: auto (bf16 autocast where the device computes bf16 natively: "

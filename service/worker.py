@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.checkpoint import Checkpoint
-from model.fov import FovMapping, synthetic_fundus, working_mapping
+from model.fov import FovMapping, synthetic_fundus
+from model.input_check import admit_photograph
 from model.inference import TileSettings, predict_probabilities, working_tile_count
 from service.admission import DEFAULT_INFER_S, Admission, Reservation, held_bytes
 from service.metrics import Metrics
@@ -162,9 +163,11 @@ class WorkerPool:
         queue_size: int,
         timeout_s: float,
         max_image_bytes: int,
+        fundus_check: bool = True,
     ):
         self.jobs: queue.Queue = queue.Queue()
         self.metrics = metrics
+        self.fundus_check = fundus_check
         self.workers = [Worker(ckpt, device, self.jobs, tiles, metrics) for device, ckpt in checkpoints.items()]
         self.admission = Admission(
             workers=len(self.workers),
@@ -226,8 +229,8 @@ class WorkerPool:
         return self.admission.admit(held_bytes(pixels))
 
     def map(self, image: np.ndarray) -> FovMapping:
-        """How the served model sees ``image``; raises ``model.fov.PhotographTooSmall`` for one it cannot."""
-        return working_mapping(image, self.checkpoint.config)
+        """How the served model sees ``image``; raises one of ``model.input_check.UNFIT`` for one it will not."""
+        return admit_photograph(image, self.checkpoint.config, self.fundus_check)
 
     def submit(self, image: np.ndarray, mapping: FovMapping) -> Job:
         loop = asyncio.get_running_loop()

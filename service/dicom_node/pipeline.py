@@ -7,13 +7,13 @@ from io import BytesIO
 
 import pydicom
 
-from model.fov import PhotographTooSmall
+from model.input_check import UNFIT
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
 from service.admission import Overloaded, working_bytes
 from service.dicom import decode_dicom
 from service.dicom_sr import seg_and_sr
-from service.errors import ServiceError
+from service.errors import ServiceError, unfit_photograph
 from service.worker import WorkerPool
 
 
@@ -46,8 +46,8 @@ class Segmenter:
             del data
             try:
                 mapping = await asyncio.to_thread(pool.map, photo.pixels)
-            except PhotographTooSmall as exc:
-                raise ServiceError(422, "too_small", str(exc)) from None
+            except UNFIT as exc:
+                raise unfit_photograph(exc) from None
             reservation.grow(working_bytes(mapping.size))
             job = pool.submit(photo.pixels, mapping)
             try:

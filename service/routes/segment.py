@@ -15,7 +15,8 @@ from model.config import LESIONS
 from model.formats.dicom_seg import SEG_TYPES
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
-from model.fov import FovMapping, PhotographTooSmall
+from model.fov import FovMapping
+from model.input_check import UNFIT
 from service.admission import Overloaded, working_bytes
 from service.decoding import Photo, decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
@@ -23,7 +24,7 @@ from service.metrics import Metrics
 from service.dicom import require_dicom_source
 from service.dicom_sr import dicom_parts
 from service.rendering import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
-from service.errors import ServiceError, internal_error, unavailable
+from service.errors import ServiceError, internal_error, unavailable, unfit_photograph
 from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, answer_response, dicom_response, negotiate
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, ScreeningResult, SegmentResponse, Timings
@@ -194,12 +195,12 @@ async def segment(
 
 
 async def _decode_and_map(data: bytes, max_pixels: int, pool: WorkerPool) -> tuple[Photo, FovMapping]:
-    """The photograph, and how the model will see it; a 422 for one too small for the model."""
+    """The photograph, and how the model will see it; a 422 for one too small for the model or not a fundus photograph."""
     photo = await run_in_threadpool(decode_photo, data, max_pixels)
     try:
         mapping = await run_in_threadpool(pool.map, photo.pixels)
-    except PhotographTooSmall as exc:
-        raise ServiceError(422, "too_small", str(exc)) from None
+    except UNFIT as exc:
+        raise unfit_photograph(exc) from None
     return photo, mapping
 
 

@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 
 from model import TileSettings, load_checkpoint, predict_probabilities, save_checkpoint
+from model import segment_files
 from model.cli import main
 from model.config import LESIONS
 from model.screening.masks import lesion_stats, probability_to_uint16, uint16_to_probability
 
 from tests.model.conftest import ROOT, fundus_like, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def synthetic_photographs_pass(monkeypatch):
+    """Synthetic discs stand in for photographs in these tests; the fundus check has tests of its own
+    (tests/model/test_input_check.py)."""
+    real = segment_files.admit_photograph
+    monkeypatch.setattr(segment_files, "admit_photograph", lambda image, config, fundus_check=True: real(image, config, False))
 
 
 @pytest.fixture

@@ -58,8 +58,11 @@ def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:
+    """Settings of a threaded test server. Its tests send flat stand-in images (their widths mark them), so the
+    fundus check is off unless asked for; the main test server keeps it on (test_bad_inputs.py)."""
     values = dict(
-        checkpoint=checkpoint, device="cpu", max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, queue_size=16
+        checkpoint=checkpoint, device="cpu", max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, queue_size=16,
+        fundus_check=False,
     )
     return Settings(**(values | overrides))
 

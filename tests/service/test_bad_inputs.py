@@ -195,7 +195,8 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "1x1 PNG (too small for the model)": (upload(png(np.full((1, 1, 3), 200, np.uint8))), 422),
         "5x5 PNG": (upload(png(np.full((5, 5, 3), 200, np.uint8))), 422),
         "8x8 flat JPEG": (upload(encoded(".jpg", np.full((8, 8, 3), 90, np.uint8)), "x.jpg", "image/jpeg"), 422),
-        "3000x1 strip (bounded by its long side)": (upload(png(np.full((1, 3000, 3), 150, np.uint8))), 200),
+        "flat orange 1600x1200 PNG (not a fundus photograph)": (upload(png(np.full((1200, 1600, 3), (230, 120, 30), np.uint8))), 422),
+        "3000x1 strip (not a fundus photograph)": (upload(png(np.full((1, 3000, 3), 150, np.uint8))), 422),
         "bearer token sent when none is needed": (
             lambda http: http.post(
                 "/segment", files={"image": ("x.png", small_png, "image/png")}, headers={"Authorization": "Bearer x"}
@@ -209,7 +210,7 @@ def build_cases(small_rgb: np.ndarray, sample: bytes) -> dict[str, tuple[Callabl
         "RGBA PNG": (upload(png(rgba)), 200),
         "16-bit PNG": (upload(png(deep)), 200),
         "16-bit grey TIFF": (upload(encoded(".tiff", (grey.astype(np.uint16) * 257)), "x.tif", "image/tiff"), 200),
-        "BMP": (upload(encoded(".bmp", small_rgb), "x.bmp", "image/bmp"), 200),
+        "BMP": (upload(encoded(".bmp", cv2.cvtColor(small_rgb, cv2.COLOR_RGB2BGR)), "x.bmp", "image/bmp"), 200),
     } | dicom_cases(small_rgb)
 
 

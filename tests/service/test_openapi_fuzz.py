@@ -15,27 +15,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.dicom_files import photograph
+from tests.service.helpers import SAMPLE
 from tests.dicom_files import to_bytes as dicom_bytes
 
 EXAMPLES_PER_OPERATION = 25
 cases_run: list[str] = []
 
 
+SAMPLE_BGR = cv2.imread(str(SAMPLE))
+
+
+def small_photograph(draw: st.DrawFn) -> np.ndarray:
+    """The sample fundus photograph (BGR) at a drawn small size: the service takes only fundus photographs, and
+    the tiny model enlarges one 4 times at most, so at least 64 pixels on the long side."""
+    width = draw(st.integers(96, 160))
+    height = round(width * SAMPLE_BGR.shape[0] / SAMPLE_BGR.shape[1])
+    return cv2.resize(SAMPLE_BGR, (width, height), interpolation=cv2.INTER_AREA)
+
+
 @st.composite
 def small_images(draw: st.DrawFn, extension: str) -> bytes:
-    height, width = draw(st.integers(16, 64)), draw(st.integers(64, 96))  # the tiny model enlarges 4 times at most
+    image = small_photograph(draw)
     channels = draw(st.sampled_from([1, 3, 4] if extension != ".jpg" else [1, 3]))
-    colour = draw(st.integers(0, 255))
-    image = np.full((height, width, channels), colour, np.uint8)
-    image[: height // 2] = 255 - colour
-    ok, buffer = cv2.imencode(extension, image[..., 0] if channels == 1 else image)
+    if channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif channels == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+    ok, buffer = cv2.imencode(extension, image)
     assert ok
     return buffer.tobytes()
 
 
 @st.composite
 def small_dicom_photographs(draw: st.DrawFn) -> bytes:
-    rgb = np.full((draw(st.integers(16, 64)), draw(st.integers(64, 96)), 3), draw(st.integers(0, 255)), np.uint8)
+    rgb = cv2.cvtColor(small_photograph(draw), cv2.COLOR_BGR2RGB)
     return dicom_bytes(photograph(rgb, draw(st.sampled_from(["explicit", "jpeg", "rle"]))))
 
 
