@@ -67,8 +67,8 @@ ERRORS = {
         413: "The upload has too many bytes or too many pixels.",
         406: "The Accept header asks for a format RedSeg does not offer, or for DICOM with a non-DICOM upload.",
         415: "Not an image, an unsupported content type, or a DICOM file that is not a supported photograph.",
-        422: "Bad parameters, no 'image' file field, or a photograph too small for the model (its field of view "
-        "too few pixels across: the detail says how many are needed).",
+        422: "Bad parameters, no 'image' file field, a photograph too small for the model (its field of view "
+        "too few pixels across: the detail says how many are needed), or not a colour fundus photograph.",
         500: "Inference failed; the message carries an error id found in the server log.",
         503: "Busy (no answer possible within the request timeout), timed out, not ready, or shutting down: see Retry-After.",
     }.items()
