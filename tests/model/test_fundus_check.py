@@ -153,3 +153,14 @@ def test_another_camera_passes():
     paths = sorted((SHARED / "diaretdb1-train" / "images").glob("*.png"))
     refused = [p.name for p in paths if not check_fundus(read_image(p)).is_fundus]
     assert not refused
+
+
+@pytest.mark.parametrize("kind", ["blurred", "underexposed", "overexposed"])
+def test_a_degraded_photograph_is_still_a_fundus_photograph(photograph, kind):
+    """Whether it can be graded is the gradable rule's to say, not this check's."""
+    degrade = {
+        "blurred": lambda image: cv2.GaussianBlur(image, (0, 0), 0.01 * image.shape[1]),
+        "underexposed": lambda image: (image * 0.2).astype(np.uint8),
+        "overexposed": lambda image: np.clip(image * 2.2, 0, 255).astype(np.uint8),
+    }
+    assert check_fundus(degrade[kind](photograph)).is_fundus
