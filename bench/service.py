@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                     times[name].append(fn())
                 print("  round " + str(i + 1) + ": " + ", ".join(f"{name.split()[0]} {t[-1]:.3f} s" for name, t in times.items()))
             medians = {name: statistics.median(t) for name, t in times.items()}
+            single_peaks = {backend: peak_rss_mb(process) for backend, process in servers.items()}
             single_rate = 1 / medians["(j) HTTP /segment, JSON"]
 
             lock = threading.Lock()
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
                                               "(a) network alone, fp32 NCHW"))
         print(f"(j)/(t) = {j / t:.3f} (target <= 0.5) {'OK' if j / t <= 0.5 else 'MISSED'}; "
               f"(j)/(a) = {j / a:.3f} (target <= 0.20) {'OK' if j / a <= 0.20 else 'MISSED'} ({args.backend})")
-    print("server peak RSS: " + ", ".join(f"{backend} {mb:.0f} MB" for backend, mb in peaks.items()))
+    print("server peak RSS, one request at a time: " + ", ".join(f"{b} {mb:.0f} MB" for b, mb in single_peaks.items())
+          + f"; after the {args.clients} clients: {args.backend} {peaks[args.backend]:.0f} MB")
     share = multi_rate / single_rate
     lost = args.concurrent_requests - ok
     others = {status: statuses.count(status) for status in sorted(set(statuses)) if status != 200}
