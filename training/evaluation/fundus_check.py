@@ -415,6 +415,15 @@ def report_text(metrics: dict, command: str) -> str:
              "vessel gate into the vessels-or-optic-disc gate and added hazy copies to the augmentation; DiaRetDB1's "
              "crops, where the disc finder fits the rim of a dark patch, the check that a found disc is bright inside "
              "and dark around). scikit-image's retina.jpg (another camera) was measured, never used for a decision.",
+             "", f"The non-fundus corpus ({metrics['refused']['all']['n']} images) is made by `python -m "
+             "training.data.non_fundus_corpus --apt --skimage` into .cache/non-fundus (not in git): Debian's wallpaper "
+             "packages, the images under /usr/share/doc and /usr/share/icons (these depend on what the machine has "
+             "installed), matplotlib's, scikit-learn's and scikit-image's samples, pydicom's test images, chromium "
+             "screenshots of local pages, rendered documents and charts, synthetic images (flat colours, noise, "
+             "gradients, plain and noisy discs on black, X-ray-like images) and grey, warm-tinted and cropped copies "
+             "of the photographs. The variants of each photograph are made from it by `VARIANTS` in "
+             "training/evaluation/fundus_check.py (crop-60%: the central 60 %; padded: 25 % black on every side; "
+             "red-free: the green channel as grey).",
              "", "## Fundus photographs accepted", "",
              "| set | part | " + " | ".join(VARIANTS) + " | all |", "|---|---|" + "---|" * (len(VARIANTS) + 1)]
     for group, entry in metrics["accepted"].items():
