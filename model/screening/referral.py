@@ -21,6 +21,24 @@ DISCLAIMER = (
 )
 
 
+INDEPENDENT_VALIDATION: dict[tuple[str, str], dict] = {
+    ("redseg-full", "2"): {
+        "data": "IDRiD disease grading, test split: 100 photographs, 61 referable (same camera)",
+        "measured": "outside the project, through /segment",
+        "roc_auc": 0.910, "roc_auc_ci95": [0.846, 0.962], "sensitivity": 0.738, "specificity": 0.923,
+    },
+}
+"""The referral score's figures measured outside the project on photographs it never had, by checkpoint
+(name, version): the answer quotes them beside the cross-validated ones (MODEL_CARD.md, "Other cameras")."""
+
+CAMERAS = "validated on one camera (IDRiD's); its figures on other cameras are not known"
+
+
+def quoted_validation(validation: dict, name: str, version: str) -> dict:
+    """The score's stored validation, with where it was validated and the independent figures where known."""
+    return validation | {"cameras": CAMERAS, "independent": INDEPENDENT_VALIDATION.get((name, version))}
+
+
 class ReferralScoreError(ValueError):
     """A stored referral score that cannot be read (unknown kind, feature version or malformed fields)."""
 

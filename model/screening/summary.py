@@ -11,7 +11,7 @@ from model.config import LESIONS
 from model.screening.features import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
 from model.screening.masks import LesionMasks
 from model.screening.quality import ImageQuality, assess_quality
-from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError
+from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError, quoted_validation
 
 NO_SCORE = "this checkpoint carries no fitted referral score (fit one with redseg-screen)"
 
@@ -74,7 +74,8 @@ def summarise(
     if score is None:
         return ScreeningSummary(lesions, fov, quality, None, note)
     value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}))
-    referral = Referral(value, score.operating_point, value >= score.operating_point, score.validation)
+    validation = quoted_validation(score.validation, checkpoint.name, checkpoint.version)
+    referral = Referral(value, score.operating_point, value >= score.operating_point, validation)
     return ScreeningSummary(lesions, fov, quality, referral)
 
 

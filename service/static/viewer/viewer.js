@@ -4,11 +4,6 @@
 
 const COLOURS = { MA: [255, 255, 0], HE: [0, 255, 255] };
 const MAX_ZOOM = 16;
-// The referral score's figures measured outside the project on photographs it has never had, by
-// model "name version" (issue 22; MODEL_CARD.md, "Other cameras").
-const INDEPENDENT_REFERRAL = {
-  "redseg-full 2": "on IDRiD's grading test split (100 photographs, same camera), measured outside the project: ROC AUC 0.910",
-};
 const $ = (id) => document.getElementById(id);
 const view = { scale: 1, x: 0, y: 0, width: 0, height: 0 };
 let objectUrls = [];
@@ -200,8 +195,9 @@ function showSummary(screening, model) {
       const ci = v.roc_auc_ci95 ? ` (95% CI ${v.roc_auc_ci95[0].toFixed(2)}-${v.roc_auc_ci95[1].toFixed(2)})` : "";
       box.append(paragraph(`Validated on ${v.data}: ROC AUC ${v.roc_auc.toFixed(2)}${ci}, sensitivity ${v.sensitivity.toFixed(2)}, specificity ${v.specificity.toFixed(2)} for ${v.target}.`));
     }
-    const independent = model && INDEPENDENT_REFERRAL[`${model.name} ${model.version}`];
-    const validation = paragraph(`The score is validated on one camera (IDRiD)${independent ? `; ${independent}` : ", by cross-validation only"}.`);
+    const i = v.independent;
+    const independent = i ? `; on ${i.data}, measured ${i.measured}: ROC AUC ${i.roc_auc.toFixed(2)}, sensitivity ${i.sensitivity.toFixed(2)}, specificity ${i.specificity.toFixed(2)}` : ", by cross-validation only";
+    const validation = paragraph(`The score is validated on one camera (IDRiD)${independent}.`);
     validation.id = "referral-validation";
     box.append(validation);
   }
