@@ -86,7 +86,7 @@ def openvino_engine(args: argparse.Namespace, device: torch.device):
 
 def default_backend() -> str:
     """$REDSEG_BACKEND if set (the tests set torch), else OpenVINO int8 where it is installed."""
-    if "REDSEG_BACKEND" in os.environ and os.environ["REDSEG_BACKEND"] != "auto":
+    if os.environ.get("REDSEG_BACKEND", "auto") not in ("", "auto"):
         return os.environ["REDSEG_BACKEND"]
     return "openvino-int8" if importlib.util.find_spec("openvino") else "torch"
 

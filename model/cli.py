@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="segment an image even if it does not look like a colour fundus photograph")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=os.environ.get("REDSEG_BACKEND", "auto"),
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=os.environ.get("REDSEG_BACKEND") or "auto",
                         help="the network's engine: auto (OpenVINO int8 on an x86 CPU with openvino installed, else "
                         "torch), torch, openvino-int8 or openvino-bf16 (default: $REDSEG_BACKEND, else auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: bf16 where the device computes it natively, else fp32 (default); fp32 forces it")
     parser.add_argument("--tta", choices=sorted(TTA_MODES), default="none",
                         help="test-time augmentation: average the maps over flipped/rotated views (default none)")
-    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("REDSEG_BACKEND", "auto"),
+    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("REDSEG_BACKEND") or "auto",
                         help="the network's engine: auto (OpenVINO int8 on an x86 CPU with openvino installed, else "
                         "torch), torch, openvino-int8 or openvino-bf16")
     parser.add_argument("--raw", action="store_true", help="the network's raw scores, without the checkpoint's calibration")
