@@ -137,26 +137,50 @@ def fundus_features(image: np.ndarray) -> dict[str, float]:
 
 def shrunk_features(small: np.ndarray) -> dict[str, float]:
     """The check's features of an image's ``shrink`` copy."""
+    disc, fill, surround = _judged_disc(small)
+    view, interior, mask = _view(small, disc)
+    green = view[..., 1]
+    relative = np.where(interior, green / np.maximum(_masked_blur(green, mask, VIEW_DIAMETER / 24), 4.0), 1.0)
+    relative = relative.astype(np.float32)  # texture on the green channel (the vessels' best contrast), relative to its local mean
+    values = {"surround": surround, "fill": fill}
+    values |= _colour(view, interior)
+    dark, texture = _contrast(relative, interior)
+    values |= texture
+    values |= _vessel_tree(relative, interior, dark)
+    values |= _edges(relative, interior)
+    values |= _optic_disc_and_fovea(green, interior, mask)
+    fine = relative - cv2.GaussianBlur(relative, (0, 0), 1.0)  # grain: the finest scale's share of the texture
+    middle = cv2.GaussianBlur(relative, (0, 0), 1.0) - cv2.GaussianBlur(relative, (0, 0), 4.0)
+    values["grain"] = float(fine[interior].std() / max(float(middle[interior].std()), 1e-4))
+    values["holes"] = float((relative[interior] < 0.4).mean())
+    values["saturated"] = float(((green >= 250) | (_darkest(view) >= 250))[interior].mean())
+    return {name: values[name] for name in FEATURES}
+
+
+def _judged_disc(small: np.ndarray) -> tuple[Disc, float, float]:
+    """The disc, its fill and its dark surround. A found disc that is not bright inside, or not dark around, is
+    the rim of a dark patch in a crop: the image is then judged whole."""
     height, width = small.shape[:2]
     disc = detect_disc(small)
     bright = cv2.medianBlur(np.ascontiguousarray(small[..., 0]), 5) > FOV_RED_THRESHOLD
-
-    # the surround: outside the disc, dark; inside it, the bright field fills the disc. A found disc that is not
-    # bright inside, or not dark around, is the rim of a dark patch in a crop: the image is then judged whole
     fill, surround = _disc_fill_and_surround(small, bright, disc)
     if disc.found and (fill < MIN_FILL or surround < MIN_SURROUND):
         disc = Disc((width - 1) / 2, (height - 1) / 2, math.hypot(height, width) / 2, found=False)
         fill, surround = _disc_fill_and_surround(small, bright, disc)
+    return disc, fill, surround
 
-    # the view: the disc's bounding square cut by the frame, resampled to VIEW_DIAMETER across
+
+def _view(small: np.ndarray, disc: Disc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The disc's bounding square cut by the frame, resampled to ``VIEW_DIAMETER`` across (float32 RGB); the
+    field's interior inside the disc, as bool and as float weights."""
+    height, width = small.shape[:2]
     scale = VIEW_DIAMETER / max(disc.diameter, 1.0)
     top, bottom = max(0, math.floor(disc.cy - disc.radius)), min(height, math.ceil(disc.cy + disc.radius) + 1)
     left, right = max(0, math.floor(disc.cx - disc.radius)), min(width, math.ceil(disc.cx + disc.radius) + 1)
     box = small[top:bottom, left:right].astype(np.float32)
     size = (max(16, round((right - left) * scale)), max(16, round((bottom - top) * scale)))
     view = cv2.resize(box, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    red, green, blue = view[..., 0], view[..., 1], view[..., 2]
-    field = cv2.medianBlur(np.clip(red, 0, 255).astype(np.uint8), 5) > FOV_RED_THRESHOLD
+    field = cv2.medianBlur(np.clip(view[..., 0], 0, 255).astype(np.uint8), 5) > FOV_RED_THRESHOLD
     vy = (np.arange(size[1], dtype=np.float32)[:, None] + 0.5) / scale + top - 0.5 - disc.cy
     vx = (np.arange(size[0], dtype=np.float32)[None, :] + 0.5) / scale + left - 0.5 - disc.cx
     in_disc = vx**2 + vy**2 <= (0.92 * disc.radius) ** 2
@@ -165,29 +189,38 @@ def shrunk_features(small: np.ndarray) -> dict[str, float]:
     interior &= in_disc
     if interior.sum() < 0.05 * interior.size:  # no bright field: judge the disc (or the whole view) as it is
         interior = in_disc if in_disc.sum() >= 0.05 * in_disc.size else np.ones_like(in_disc)
-    mask = interior.astype(np.float32)
-    count = float(interior.sum())
+    return view, interior, interior.astype(np.float32)
 
-    # colour: a red-orange field (R >= G >= B, red dominant), or grey (a red-free or monochrome copy)
+
+def _colour(view: np.ndarray, interior: np.ndarray) -> dict[str, float]:
+    """A red-orange field (R >= G >= B, red dominant), or grey (a red-free or monochrome copy)."""
+    red, green, blue = view[..., 0], view[..., 1], view[..., 2]
     highest, lowest = _brightest(view), _darkest(view)
     total = red + green + blue + 1.0
     grey_pixels = (highest - lowest) < 0.08 * (highest + 1.0)
     warm_pixels = (red >= green - 4) & (green >= blue - 4) & (red > 0.42 * total) & ~grey_pixels
     grey = float(grey_pixels[interior].mean())
-    colour = max(grey, float(warm_pixels[interior].mean()))
-    red_share = float((red / total)[interior].mean())
+    return {"colour": max(grey, float(warm_pixels[interior].mean())), "grey": grey,
+            "red_share": float((red / total)[interior].mean())}
 
-    # texture, on the green channel (the vessels' best contrast) relative to its local mean
-    local = _masked_blur(green, mask, VIEW_DIAMETER / 24)
-    relative = np.where(interior, green / np.maximum(local, 4.0), 1.0).astype(np.float32)
+
+def _contrast(relative: np.ndarray, interior: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """Thin dark (top-hat of the closing) and thin bright structures: the dark one's values, and the features."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (VESSEL_KERNEL, VESSEL_KERNEL))
     dark = (cv2.morphologyEx(relative, cv2.MORPH_CLOSE, kernel) - relative)[interior]
     light = (relative - cv2.morphologyEx(relative, cv2.MORPH_OPEN, kernel))[interior]
     vessel_contrast = float(np.partition(dark, int(0.9 * (dark.size - 1)))[int(0.9 * (dark.size - 1))])
     bright_contrast = float(np.partition(light, int(0.9 * (light.size - 1)))[int(0.9 * (light.size - 1))])
     dark_mean, light_mean = float(dark.mean()), float(light.mean())
+    return dark, {
+        "vessel_contrast": math.log10(vessel_contrast + 0.003),
+        "bright_contrast": math.log10(bright_contrast + 0.003),
+        "line_balance": (dark_mean - light_mean) / (dark_mean + light_mean + 0.003),
+    }
 
-    # the vessel tree: dark, thin, line-like structures that reach far, in every direction
+
+def _vessel_tree(relative: np.ndarray, interior: np.ndarray, dark: np.ndarray) -> dict[str, float]:
+    """Dark, thin, line-like structures that reach far, in every direction."""
     dxx, dyy, dxy = _hessian(relative, LINE_SIGMA)
     half_trace, root = (dxx + dyy) / 2, np.sqrt(((dxx - dyy) / 2) ** 2 + dxy**2)
     large, small_eigen = half_trace + root, half_trace - root
@@ -198,52 +231,33 @@ def shrunk_features(small: np.ndarray) -> dict[str, float]:
     n, _, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
     span = np.hypot(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]).astype(np.float64) / VIEW_DIAMETER
     area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-    vessel_span = float(span.max()) if n > 1 else 0.0
-    vessel_area = float(area[span >= 0.15].sum() / count)
     weight = float(2 * root[lines > 0].sum())
     line_order = math.hypot(float((dxx - dyy)[lines > 0].sum()), float(2 * dxy[lines > 0].sum())) / max(weight, 1e-6)
+    return {"vessel_span": float(span.max()) if n > 1 else 0.0,
+            "vessel_area": float(area[span >= 0.15].sum() / float(interior.sum())), "line_order": line_order}
 
+
+def _edges(relative: np.ndarray, interior: np.ndarray) -> dict[str, float]:
     gx = cv2.Sobel(relative, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(relative, cv2.CV_32F, 0, 1, ksize=3) / 8
     gradient = cv2.magnitude(gx, gy)[interior]
+    return {"edges": math.log10(float(np.median(gradient)) + 0.001), "strong_edges": float((gradient > 0.15).mean()),
+            "flat": float((gradient < 0.002).mean())}
 
-    # the optic disc (a bright spot about a seventh of the disc across) and the fovea (a darker one), against the
-    # field's brightness at a larger scale; measured a quarter of the view's size
-    quarter = (max(4, size[0] // 4), max(4, size[1] // 4))
+
+def _optic_disc_and_fovea(green: np.ndarray, interior: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """The optic disc (a bright spot about a seventh of the disc across) and the fovea (a darker one), against
+    the field's brightness at a larger scale; measured at a quarter of the view's size."""
+    quarter = (max(4, green.shape[1] // 4), max(4, green.shape[0] // 4))
     green_q = cv2.resize(np.where(interior, green, 0).astype(np.float32), quarter, interpolation=cv2.INTER_AREA)
     mask_q = cv2.resize(mask, quarter, interpolation=cv2.INTER_AREA)
     spot = _masked_blur(green_q, mask_q, VIEW_DIAMETER / 4 / 60)
     field_level = _masked_blur(green_q, mask_q, VIEW_DIAMETER / 4 / 8)
     ratio = spot / np.maximum(field_level, 4.0)
     core = mask_q > 0.99
-    optic_disc = float(ratio[core].max() - 1) if core.any() else 0.0
-    fovea = float(1 - ratio[core].min()) if core.any() else 0.0
+    return {"optic_disc": float(ratio[core].max() - 1) if core.any() else 0.0,
+            "fovea": float(1 - ratio[core].min()) if core.any() else 0.0}
 
-    # grain: the finest scale's share of the texture (pixel noise), against the vessels' and lesions' scale
-    fine = relative - cv2.GaussianBlur(relative, (0, 0), 1.0)
-    middle = cv2.GaussianBlur(relative, (0, 0), 1.0) - cv2.GaussianBlur(relative, (0, 0), 4.0)
-    grain = float(fine[interior].std() / max(float(middle[interior].std()), 1e-4))
-    return {
-        "colour": colour,
-        "grey": grey,
-        "red_share": red_share,
-        "surround": surround,
-        "fill": fill,
-        "vessel_contrast": math.log10(vessel_contrast + 0.003),
-        "bright_contrast": math.log10(bright_contrast + 0.003),
-        "line_balance": (dark_mean - light_mean) / (dark_mean + light_mean + 0.003),
-        "vessel_span": vessel_span,
-        "vessel_area": vessel_area,
-        "line_order": line_order,
-        "edges": math.log10(float(np.median(gradient)) + 0.001),
-        "strong_edges": float((gradient > 0.15).mean()),
-        "flat": float((gradient < 0.002).mean()),
-        "holes": float((relative[interior] < 0.4).mean()),
-        "saturated": float(((green >= 250) | (lowest >= 250))[interior].mean()),
-        "optic_disc": optic_disc,
-        "fovea": fovea,
-        "grain": grain,
-    }
 
 FEATURES_VERSION = 4
 """Bumped whenever a feature's definition changes (cached features of older versions are recomputed)."""

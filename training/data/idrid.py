@@ -89,14 +89,19 @@ def read_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     """A lesion mask as bool (H, W): any non-zero pixel is lesion; a missing mask is all False."""
     if path is None:
         return np.zeros(shape, dtype=bool)
+    return read_mask_values(path, shape) > 0
+
+
+def read_mask_values(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask file's values (H, W) (its largest channel, if it has several), checked against its photograph's shape."""
     mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if mask is None:
         raise DatasetLayoutError(f"cannot read mask {path}")
     if mask.ndim == 3:
         mask = mask.max(axis=2)
     if mask.shape != shape:
-        raise DatasetLayoutError(f"mask {path} is {mask.shape[::-1]} but its image is {shape[::-1]}")
-    return mask > 0
+        raise DatasetLayoutError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its photograph is {shape[1]}x{shape[0]}")
+    return mask
 
 
 def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:

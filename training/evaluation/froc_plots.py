@@ -10,6 +10,7 @@ import numpy as np
 from training.evaluation.froc import FROC_RATES, FROCAccumulator
 from training.evaluation.image_level import SCORE, SECOND_SCORE, roc_auc, roc_curve
 from training.evaluation.pr_plots import COLOURS
+from training.figures import save_figure
 
 
 XLIM = (1 / 64, 128)
@@ -85,9 +86,4 @@ def plot_froc(path: str | Path, frocs: Mapping[str, FROCAccumulator], rows: Sequ
     _plot_froc(left, frocs)
     _plot_image_roc(right, rows, list(frocs))
     fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -15,11 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from model.formats.images import read_image
-from training.data.idrid import DatasetLayoutError
+from training.data.idrid import DatasetLayoutError, read_mask_values
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DEFAULT_AGREEMENT = 0.75
@@ -79,13 +78,7 @@ def read_lesion_mask(path: Path | None, shape: tuple[int, int], reading: MaskRea
     """A mask file as bool (H, W) read as ``reading`` says; a missing mask is all False."""
     if path is None:
         return np.zeros(shape, dtype=bool)
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DatasetLayoutError(f"cannot read mask {path}")
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
-    if mask.shape != shape:
-        raise DatasetLayoutError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its photograph is {shape[1]}x{shape[0]}")
+    mask = read_mask_values(path, shape)
     if reading.agreement is None:
         return mask > 0
     return mask.astype(np.float64) >= reading.agreement * reading.scale - 1e-9

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluation.metrics import IDRID_THRESHOLDS, PUBLISHED_AUC_PR, PRAccumulator
+from training.figures import save_figure
 
 COLOURS = {"MA": "tab:red", "HE": "tab:blue"}
 CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 1025)
@@ -48,9 +49,4 @@ def plot_pr_curves(
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

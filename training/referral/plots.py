@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from training.figures import save_figure
+
 
 def _pyplot():
     import matplotlib
@@ -36,10 +38,7 @@ def plot_roc(
     ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), title=title)
     ax.legend(loc="lower right", fontsize=7.5)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_score_by_grade(path: Path, grades: np.ndarray, scores: np.ndarray, operating_point: float) -> Path:
@@ -56,7 +55,4 @@ def plot_score_by_grade(path: Path, grades: np.ndarray, scores: np.ndarray, oper
     ax.axhline(operating_point, color="tab:red", ls="--", lw=1, label=f"operating point {operating_point:.2f}")
     ax.set(xlabel="IDRiD retinopathy grade (>= 2 referable)", ylabel="referral score (out of fold)", ylim=(-0.02, 1.02))
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
