@@ -70,7 +70,7 @@ def test_the_same_tiles_blending_and_masks_through_openvino_fp32(tiny_checkpoint
     checkpoint = load_checkpoint(tiny_checkpoint)
     ir = export.ensure_ir(tiny_checkpoint, "fp32")
     engine = backends.OpenVINORedSeg(checkpoint.config, checkpoint.model.encoder.stride,
-                                      backends.compile_ir(ir, "openvino-int8"), "openvino-fp32", ir)  # f32 hint
+                                      backends.compile_ir(ir, "f32"), "openvino-fp32", ir)
     image = fundus_like(300, 420, seed=1)
     settings = TileSettings(tile_size=96, min_overlap=16, batch_size=3, precision="fp32")
     expected = predict_probabilities(checkpoint.model, image, settings)
