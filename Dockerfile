@@ -125,7 +125,7 @@ COPY pyproject.toml /app/pyproject.toml
 # container starts without quantising; a checkpoint mounted later gets its IR at its first start.
 COPY assets/calibration-crops.npz assets/ATTRIBUTION.md /app/assets/
 RUN if [ "$TORCH" = cpu ] && [ -f /app/checkpoints/redseg-default.safetensors ]; then \
-        cd /app && PYTHONPATH=/app OMP_WAIT_POLICY=PASSIVE /opt/venv/bin/python -m model.openvino_export --openvino int8 \
+        cd /app && PYTHONPATH=/app PYTHONDONTWRITEBYTECODE=1 OMP_WAIT_POLICY=PASSIVE /opt/venv/bin/python -m model.openvino_export --openvino int8 \
         && rm -f /app/checkpoints/*.openvino/.lock; \
     fi
 # Readable by the non-root user whatever the modes in the build context (a checkpoint

@@ -230,7 +230,9 @@ if [[ -f "$CONTEXT/$BUNDLED" ]]; then
     [[ -f "$ROOT/app/$BUNDLED" ]] || die "the bundled model $BUNDLED is not in the image"
     cmp -s "$CONTEXT/$BUNDLED" "$ROOT/app/$BUNDLED" || die "the image's /app/$BUNDLED differs from the checkout's"
 fi
-extra=$(find "$ROOT/app/checkpoints" -type f ! -name redseg-default.safetensors ! -name redseg-fast.safetensors ! -name '*.md' ! -name '*.json' | head -3)
+extra=$(find "$ROOT/app/checkpoints" -type f ! -name redseg-default.safetensors ! -name redseg-fast.safetensors ! -name '*.md' ! -name '*.json' ! -path '*.openvino/int8-*' | head -3)
+# The CPU image makes the bundled models' OpenVINO int8 IRs at build time (served by REDSEG_BACKEND=auto).
+compgen -G "$ROOT/app/checkpoints/redseg-default.openvino/int8-*.xml" >/dev/null || die "the image has no int8 IR of the default model"
 [[ -z "$extra" ]] || die "files besides the bundled models in the image's checkpoints/: $extra"
 if [[ -f "$ROOT/app/$BUNDLED" ]]; then
     log "serving the bundled model /app/$BUNDLED ($(du -h "$ROOT/app/$BUNDLED" | cut -f1))"
