@@ -26,15 +26,6 @@ def bench(name: str):
     return importlib.import_module(f"bench.{name}")
 
 
-@pytest.fixture(autouse=True)
-def _threads_kept():
-    """Some benches set torch's thread count for their process: give it back to the other tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny checkpoint (width 1/16, working scale 256) and the sample photograph shrunk to 480x319."""

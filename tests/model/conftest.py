@@ -11,14 +11,6 @@ SAMPLE_IMAGE = ROOT / "assets" / "IDRiD_05.jpg"
 TINY = dict(width=0.0625, working_long_side=256)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(min(previous, 2))
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_model(seed: int = 0, **overrides) -> RedSeg:
     torch.manual_seed(seed)
     return RedSeg(RedSegConfig(**(TINY | overrides))).eval()
