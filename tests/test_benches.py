@@ -14,7 +14,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
 import yaml
 
 from tests.service.helpers import SAMPLE, tiny_checkpoint
