@@ -1,4 +1,4 @@
-"""DICOM for the service: an uploaded DICOM photograph in (with its client errors), a DICOM SEG out."""
+"""DICOM for the service: an uploaded DICOM photograph in (with its client errors), a DICOM SEG (and SR) out."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pydicom.dataset import Dataset
 from model.checkpoint import Checkpoint
 from model.formats.dicom import DicomCorrupt, DicomPhoto, DicomTooLarge, DicomUnsupported, read_dicom, to_bytes
 from model.formats.dicom_seg import segmentation
+from model.formats.dicom_sr import structured_report
+from model.screening.summary import ScreeningSummary
 from service.errors import ServiceError
 
 # highdicom logs every module it copies into a SEG at INFO; the service's log is for requests.
@@ -37,12 +39,23 @@ def require_dicom_source(source: Dataset | None) -> Dataset:
     return source
 
 
-def segmentation_bytes(
-    source: Dataset, probabilities: np.ndarray, thresholds: dict[str, float], seg_type: str, checkpoint: Checkpoint
-) -> bytes:
-    """The DICOM SEG file of ``source``; a source whose attributes DICOM cannot carry over is a 400."""
+def dicom_files(
+    source: Dataset,
+    probabilities: np.ndarray,
+    thresholds: dict[str, float],
+    seg_type: str,
+    checkpoint: Checkpoint,
+    summary: ScreeningSummary | None = None,
+) -> list[bytes]:
+    """The DICOM SEG file of ``source``, and with a ``summary`` the SR of it (counted at the checkpoint's thresholds)
+    after it; a source whose attributes DICOM cannot carry over is a 400."""
+    made = "SEG" if summary is None else "SEG and SR"
     try:
         seg = segmentation(source, probabilities, thresholds, seg_type, checkpoint.name, checkpoint.version)
+        files = [seg]
+        if summary is not None:
+            files.append(structured_report(source, seg, summary, dict(checkpoint.thresholds), checkpoint.name,
+                                           checkpoint.version))
     except (ValueError, TypeError, AttributeError) as exc:
-        raise ServiceError(400, "unsupported_dicom", f"no DICOM SEG can be made for this photograph: {exc}") from None
-    return to_bytes(seg)
+        raise ServiceError(400, "unsupported_dicom", f"no DICOM {made} can be made for this photograph: {exc}") from None
+    return [to_bytes(dataset) for dataset in files]

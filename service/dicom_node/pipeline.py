@@ -11,8 +11,7 @@ from model.input_check import UNFIT
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
 from service.admission import Overloaded, working_bytes
-from service.dicom import decode_dicom
-from service.dicom_sr import seg_and_sr
+from service.dicom import decode_dicom, dicom_files
 from service.errors import ServiceError, unfit_photograph
 from service.worker import WorkerPool
 
@@ -58,6 +57,6 @@ class Segmenter:
             ckpt = pool.checkpoint
             masks = await asyncio.to_thread(lesion_masks, result.probabilities, ckpt.thresholds)
             summary = await asyncio.to_thread(summarise, photo.pixels, result.probabilities, ckpt, masks)
-            files = await asyncio.to_thread(seg_and_sr, photo.dataset, result.probabilities, dict(ckpt.thresholds),
+            files = await asyncio.to_thread(dicom_files, photo.dataset, result.probabilities, dict(ckpt.thresholds),
                                             self.seg_type, ckpt, summary)
         return files, summary

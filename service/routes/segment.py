@@ -21,12 +21,11 @@ from service.admission import Overloaded, working_bytes
 from service.decoding import Photo, decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.metrics import Metrics
-from service.dicom import require_dicom_source
-from service.dicom_sr import dicom_parts
+from service.dicom import dicom_files, require_dicom_source
 from service.rendering import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
 from service.errors import ServiceError, internal_error, unavailable, unfit_photograph
 from service.image_checks import pixels_to_hold
-from service.responses import ANSWER_CONTENT, answer_response, dicom_response, negotiate
+from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, ScreeningResult, SegmentResponse, Timings
 from service.upload import FIELD, read_image_field
 from service.worker import InferenceResult, Job, WorkerPool
@@ -168,8 +167,9 @@ async def segment(
             thresholds = _thresholds(pool.checkpoint, threshold_ma, threshold_he)
             rendered, summary = await _render_and_summarise(photo.pixels, result.probabilities, thresholds, wanted, pool.checkpoint)
             if answer_format.is_dicom:
+                with_sr = summary if answer_format is AnswerFormat.DICOM_PARTS else None
                 parts = await run_in_threadpool(
-                    dicom_parts, answer_format, photo.dicom, result.probabilities, thresholds, seg_type, pool.checkpoint, summary
+                    dicom_files, photo.dicom, result.probabilities, thresholds, seg_type, pool.checkpoint, with_sr
                 )
     except Overloaded as exc:
         raise unavailable(exc.reason, exc.detail, exc.retry_after_s) from None
