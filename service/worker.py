@@ -20,9 +20,10 @@ import numpy as np
 
 from model.checkpoint import Checkpoint
 from model.fov import FovMapping, synthetic_fundus
-from model.input_check import admit_photograph
+from model.input_check import UNFIT, admit_photograph
 from model.inference import TileSettings, predict_probabilities, working_tile_count
-from service.admission import DEFAULT_INFER_S, Admission, Reservation, held_bytes
+from service.admission import DEFAULT_INFER_S, Admission, Reservation, held_bytes, working_bytes
+from service.errors import unfit_photograph
 from service.metrics import Metrics
 
 log = logging.getLogger("service.worker")
@@ -228,9 +229,15 @@ class WorkerPool:
         inference and encode; raises ``service.admission.Overloaded`` when the request could not finish in time."""
         return self.admission.admit(held_bytes(pixels))
 
-    def map(self, image: np.ndarray) -> FovMapping:
-        """How the served model sees ``image``; raises one of ``model.input_check.UNFIT`` for one it will not."""
-        return admit_photograph(image, self.checkpoint.config, self.fundus_check)
+    async def map(self, image: np.ndarray, reservation: Reservation) -> FovMapping:
+        """How the served model sees ``image`` (worked out in a thread), its working-scale memory then held under
+        the request's ``reservation``; a 422 ServiceError for a photograph it will not take (``model.input_check``)."""
+        try:
+            mapping = await asyncio.to_thread(admit_photograph, image, self.checkpoint.config, self.fundus_check)
+        except UNFIT as exc:
+            raise unfit_photograph(exc) from None
+        reservation.grow(working_bytes(mapping.size))
+        return mapping
 
     def submit(self, image: np.ndarray, mapping: FovMapping) -> Job:
         loop = asyncio.get_running_loop()

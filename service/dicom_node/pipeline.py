@@ -7,12 +7,10 @@ from io import BytesIO
 
 import pydicom
 
-from model.input_check import UNFIT
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
-from service.admission import Overloaded, working_bytes
+from service.admission import Overloaded
 from service.dicom import decode_dicom, dicom_files
-from service.errors import ServiceError, unfit_photograph
 from service.worker import WorkerPool
 
 
@@ -43,11 +41,7 @@ class Segmenter:
         with pool.admit(declared_pixels(data, self.max_pixels)) as reservation:
             photo = await asyncio.to_thread(decode_dicom, data, self.max_pixels)
             del data
-            try:
-                mapping = await asyncio.to_thread(pool.map, photo.pixels)
-            except UNFIT as exc:
-                raise unfit_photograph(exc) from None
-            reservation.grow(working_bytes(mapping.size))
+            mapping = await pool.map(photo.pixels, reservation)
             job = pool.submit(photo.pixels, mapping)
             try:
                 result = await asyncio.wait_for(asyncio.shield(job.future), self.timeout_s)

@@ -15,15 +15,13 @@ from model.config import LESIONS
 from model.formats.dicom_seg import SEG_TYPES
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
-from model.fov import FovMapping
-from model.input_check import UNFIT
-from service.admission import Overloaded, working_bytes
-from service.decoding import Photo, decode_photo
+from service.admission import Overloaded
+from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.metrics import Metrics
 from service.dicom import dicom_files, require_dicom_source
 from service.rendering import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
-from service.errors import ServiceError, internal_error, unavailable, unfit_photograph
+from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
 from service.schemas import ErrorResponse, ImageInfo, ModelInfo, ScreeningResult, SegmentResponse, Timings
@@ -148,9 +146,9 @@ async def segment(
     started = time.perf_counter()
     try:
         with pool.admit(pixels_to_hold(data, settings.max_pixels)) as reservation:
-            photo, mapping = await _decode_and_map(data, settings.max_pixels, pool)
+            photo = await run_in_threadpool(decode_photo, data, settings.max_pixels)
             del data
-            reservation.grow(working_bytes(mapping.size))
+            mapping = await pool.map(photo.pixels, reservation)
             if answer_format.is_dicom:
                 require_dicom_source(photo.dicom)
                 wanted = frozenset()
@@ -192,16 +190,6 @@ async def segment(
     if answer_format.is_dicom:
         return dicom_response(parts, answer)
     return await run_in_threadpool(answer_response, answer_format, answer, rendered.files)
-
-
-async def _decode_and_map(data: bytes, max_pixels: int, pool: WorkerPool) -> tuple[Photo, FovMapping]:
-    """The photograph, and how the model will see it; a 422 for one too small for the model or not a fundus photograph."""
-    photo = await run_in_threadpool(decode_photo, data, max_pixels)
-    try:
-        mapping = await run_in_threadpool(pool.map, photo.pixels)
-    except UNFIT as exc:
-        raise unfit_photograph(exc) from None
-    return photo, mapping
 
 
 def _thresholds(ckpt: Checkpoint, threshold_ma: float | None, threshold_he: float | None) -> dict[str, float]:
