@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.config import LESIONS
-
 LOGIT_LIMIT = 16.0
 """Scores are clipped to this many logits either side before scaling (float32 sigmoid saturates there)."""
 
@@ -43,9 +41,14 @@ class Calibration:
         return self.modes.get(mode, self.modes["none"])
 
     def apply(self, probabilities: torch.Tensor, mode: str = "none") -> torch.Tensor:
-        """Calibrated maps (C, H, W), channels in LESIONS order."""
+        """Calibrated maps (C, H, W), channels in ``lesions`` order."""
         scalings = self.for_mode(mode)
-        return torch.stack([scalings[lesion].apply(channel) for lesion, channel in zip(LESIONS, probabilities)])
+        return torch.stack([scalings[lesion].apply(channel) for lesion, channel in zip(self.lesions, probabilities)])
+
+    @property
+    def lesions(self) -> tuple[str, ...]:
+        """The lesions calibrated, in the model's output channel order."""
+        return tuple(self.raw_thresholds)
 
     def to_dict(self) -> dict:
         return {
@@ -66,7 +69,7 @@ class Calibration:
             mode: {lesion: Platt(float(p["slope"]), float(p["intercept"])) for lesion, p in lesions.items()}
             for mode, lesions in data["modes"].items()
         }
-        if "none" not in modes or any(set(lesions) != set(LESIONS) for lesions in modes.values()):
+        raw_thresholds = {lesion: float(value) for lesion, value in data["raw_thresholds"].items()}
+        if "none" not in modes or any(set(lesions) != set(raw_thresholds) for lesions in modes.values()):
             raise ValueError("a calibration needs the mode 'none' and every lesion in each mode")
-        raw_thresholds = {lesion: float(data["raw_thresholds"][lesion]) for lesion in LESIONS}
         return cls(modes, raw_thresholds, dict(data.get("fitted_on", {})))

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from model.atomic import atomic_write
 from model.calibration import Calibration
-from model.config import LESIONS, RedSegConfig
+from model.config import RedSegConfig
 from model.network import RedSeg, fold_batch_norm
 from model.precision import to_channels_last
 
@@ -81,7 +81,7 @@ def save_checkpoint(
     calibration: Calibration | None = None,
 ) -> Path:
     """Write ``model`` and its metadata atomically (temporary file, then rename)."""
-    thresholds = {lesion: 0.5 for lesion in LESIONS} | dict(thresholds or {})
+    thresholds = {lesion: 0.5 for lesion in model.config.lesions} | dict(thresholds or {})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -200,12 +200,14 @@ def load_checkpoint(
         if fold:
             fold_batch_norm(model)
         calibration = Calibration.from_dict(meta[CALIBRATION_KEY]) if CALIBRATION_KEY in meta else None
+        if calibration is not None and calibration.lesions != config.lesions:
+            raise ValueError(f"its calibration is for {calibration.lesions}, its network segments {config.lesions}")
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} does not hold a valid RedSeg network: {exc}") from exc
     to_channels_last(model.to(device)).eval()
     return Checkpoint(
         model=model,
-        thresholds={lesion: float(meta["thresholds"].get(lesion, 0.5)) for lesion in LESIONS},
+        thresholds={lesion: float(meta["thresholds"].get(lesion, 0.5)) for lesion in config.lesions},
         name=str(meta.get("name", "redseg")),
         version=str(meta.get("version", "0")),
         provenance=meta.get("provenance", {}),

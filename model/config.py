@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-LESIONS: tuple[str, ...] = ("MA", "HE")
-"""Output channel order: microaneurysms, haemorrhages."""
+RED_LESIONS: tuple[str, ...] = ("MA", "HE")
+"""The red lesions, the paper's two branches: microaneurysms, haemorrhages."""
+EXUDATES: tuple[str, ...] = ("EX", "SE")
+"""The bright lesions a model may also segment: hard exudates, soft exudates (cotton-wool spots)."""
+ALL_LESIONS: tuple[str, ...] = RED_LESIONS + EXUDATES
+"""Every lesion RedSeg knows, in output channel order; a model segments the red lesions and, where
+its config gives the branches, the exudates (``RedSegConfig.lesions``)."""
+LESIONS = RED_LESIONS
+"""The lesions every model segments (a two-lesion model's output channels)."""
+LESION_NAMES: dict[str, str] = {
+    "MA": "microaneurysms",
+    "HE": "haemorrhages",
+    "EX": "hard exudates",
+    "SE": "soft exudates",
+}
 
 VGG16_STAGE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
 VGG16_STAGE_CONVS: tuple[int, ...] = (2, 2, 3, 3, 3)
@@ -19,6 +32,10 @@ class RedSegConfig:
     ma_stages: tuple[int, ...] = (2, 3, 4)
     """VGG stages (1..5) whose last conv feeds the MA branch."""
     he_stages: tuple[int, ...] = (3, 4, 5)
+    ex_stages: tuple[int, ...] = ()
+    """VGG stages whose last conv feeds the hard-exudate branch; empty: the model has no EX output."""
+    se_stages: tuple[int, ...] = ()
+    """Likewise for soft exudates."""
     working_long_side: int = 1440
     """Images are resized so their longer side has this many pixels (IDRiD 4288x2848 -> 1440x956),
     unless ``fov_diameter`` is set."""
@@ -35,9 +52,10 @@ class RedSegConfig:
     def __post_init__(self) -> None:
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
-        for name in ("ma_stages", "he_stages"):
+        for name in ("ma_stages", "he_stages", "ex_stages", "se_stages"):
             stages = tuple(int(s) for s in getattr(self, name))
-            if not stages or any(s not in range(1, 6) for s in stages) or len(set(stages)) != len(stages):
+            required = name in ("ma_stages", "he_stages")
+            if (required and not stages) or any(s not in range(1, 6) for s in stages) or len(set(stages)) != len(stages):
                 raise ValueError(f"{name} must be distinct VGG stages in 1..5, got {stages}")
             object.__setattr__(self, name, tuple(sorted(stages)))
         if self.working_long_side < 32:
@@ -55,7 +73,14 @@ class RedSegConfig:
 
     @property
     def branch_stages(self) -> dict[str, tuple[int, ...]]:
-        return {"MA": self.ma_stages, "HE": self.he_stages}
+        """Per lesion the model segments, in output channel order, the stages its branch taps."""
+        every = {"MA": self.ma_stages, "HE": self.he_stages, "EX": self.ex_stages, "SE": self.se_stages}
+        return {lesion: stages for lesion, stages in every.items() if stages}
+
+    @property
+    def lesions(self) -> tuple[str, ...]:
+        """The lesions the model segments, in output channel order."""
+        return tuple(self.branch_stages)
 
     def to_dict(self) -> dict:
         return asdict(self)

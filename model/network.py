@@ -1,4 +1,4 @@
-"""The Red-Seg network: a VGG16 encoder and two HED-style side-output branches (MA, HE)."""
+"""The Red-Seg network: a VGG16 encoder and one HED-style side-output branch per lesion (MA, HE; EX, SE where configured)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from model.config import LESIONS, VGG16_STAGE_CONVS, RedSegConfig
+from model.config import VGG16_STAGE_CONVS, RedSegConfig
 
 
 class VGGEncoder(nn.Module):
@@ -83,7 +83,7 @@ class SideOutputBranch(nn.Module):
 
 class RedSegOutput(NamedTuple):
     fused: torch.Tensor
-    """Fused logits, shape (B, 2, H, W), channels in ``LESIONS`` order."""
+    """Fused logits, shape (B, C, H, W), one channel per lesion in ``config.lesions`` order."""
     sides: dict[str, list[torch.Tensor]]
     """Per lesion, the side-output logits (B, 1, H, W) of each tapped stage, for deep supervision."""
 
@@ -93,11 +93,10 @@ class RedSeg(nn.Module):
         super().__init__()
         self.config = config
         channels = config.stage_channels
-        deepest = max(max(config.ma_stages), max(config.he_stages))
-        tapped = tuple(sorted(set(config.ma_stages) | set(config.he_stages)))
-        self.encoder = VGGEncoder(channels, config.batch_norm, num_stages=deepest, keep=tapped)
+        tapped = tuple(sorted(set().union(*config.branch_stages.values())))
+        self.encoder = VGGEncoder(channels, config.batch_norm, num_stages=max(tapped), keep=tapped)
         self.branches = nn.ModuleDict(
-            {lesion: SideOutputBranch(config.branch_stages[lesion], channels) for lesion in LESIONS}
+            {lesion: SideOutputBranch(stages, channels) for lesion, stages in config.branch_stages.items()}
         )
 
     def forward(self, x: torch.Tensor) -> RedSegOutput:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.config import LESIONS
+from model.config import ALL_LESIONS
 from model.fov import fov_mask
 
 FEATURES_VERSION = 1
@@ -129,18 +129,19 @@ def _small_and_round(stats: np.ndarray, diameter: float) -> np.ndarray:
 def lesion_counts(
     probabilities: np.ndarray, thresholds: Mapping[str, float], fov_pixels: int, level: str = "op"
 ) -> dict[str, LesionCount]:
-    """Per lesion, the lesions at one of ``LEVELS`` in probability maps (2, H, W) in ``LESIONS`` order."""
+    """Per lesion, the lesions at one of ``LEVELS`` in probability maps (C, H, W), channels in ``thresholds`` order."""
     counts = {}
-    for channel, lesion in enumerate(LESIONS):
+    for channel, lesion in enumerate(thresholds):
         cut = thresholds[lesion] if LEVELS[level] is None else LEVELS[level]
         counts[lesion] = count_lesions(probabilities[channel] >= cut, lesion, fov_pixels)
     return counts
 
 
-def feature_names(levels: Iterable[str] = LEVELS) -> list[str]:
+def feature_names(levels: Iterable[str] = LEVELS, lesions: Iterable[str] = ALL_LESIONS) -> list[str]:
     """Every feature ``image_features`` can give: ``<lesion>_<count|area>_<level>``, soft area, maximum."""
-    names = [f"{lesion}_{kind}_{level}" for level in levels for lesion in LESIONS for kind in ("count", "area")]
-    return names + [f"{lesion}_{kind}" for lesion in LESIONS for kind in ("soft", "max")]
+    lesions = list(lesions)
+    names = [f"{lesion}_{kind}_{level}" for level in levels for lesion in lesions for kind in ("count", "area")]
+    return names + [f"{lesion}_{kind}" for lesion in lesions for kind in ("soft", "max")]
 
 
 def image_features(
@@ -154,10 +155,10 @@ def image_features(
 
     ``counted`` holds ``lesion_counts`` already made, by level, so they are not counted again.
     """
-    names = list(feature_names() if names is None else names)
-    unknown = sorted(set(names) - set(feature_names()))
+    names = list(feature_names(lesions=thresholds) if names is None else names)
+    unknown = sorted(set(names) - set(feature_names(lesions=thresholds)))
     if unknown:
-        raise ValueError(f"unknown screening features {unknown}")
+        raise ValueError(f"unknown screening features {unknown} for a model segmenting {list(thresholds)}")
     features: dict[str, float] = {}
     levels = [level for level in LEVELS if any(name.endswith(f"_{level}") for name in names)]
     counted = counted or {}
@@ -166,7 +167,7 @@ def image_features(
         for lesion, found in at_level.items():
             features[f"{lesion}_count_{level}"] = float(found.count)
             features[f"{lesion}_area_{level}"] = found.area_fraction_fov
-    for channel, lesion in enumerate(LESIONS):
+    for channel, lesion in enumerate(thresholds):
         if f"{lesion}_soft" in names:
             features[f"{lesion}_soft"] = cv2.sumElems(probabilities[channel])[0] / max(fov.area_pixels, 1)
         if f"{lesion}_max" in names:

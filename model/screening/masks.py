@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.config import LESIONS
 from model.screening.features import region_stats
 
 
@@ -78,10 +77,12 @@ class LesionMasks:
 
 
 def lesion_masks(probabilities: np.ndarray, thresholds: dict[str, float]) -> LesionMasks:
-    """The 16-bit maps, masks and regions of probability maps (2, H, W) in ``LESIONS`` order.
+    """The 16-bit maps, masks and regions of probability maps (C, H, W), one channel per lesion of ``thresholds`` in its order.
 
     The masks are taken from the 16-bit maps, so that thresholding a saved map gives the same mask.
     """
-    levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(LESIONS)}
-    masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in LESIONS}
+    if len(probabilities) != len(thresholds):
+        raise ValueError(f"{len(probabilities)} probability maps for the {len(thresholds)} lesions {list(thresholds)}")
+    levels = {lesion: probability_to_uint16(probabilities[c]) for c, lesion in enumerate(thresholds)}
+    masks = {lesion: mask_from_levels(levels[lesion], thresholds[lesion]) for lesion in thresholds}
     return LesionMasks(dict(thresholds), levels, masks, {lesion: region_stats(mask) for lesion, mask in masks.items()})

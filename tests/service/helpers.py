@@ -34,10 +34,12 @@ BODY_TIMEOUT_S = 3
 MAX_HEADER_BYTES = 16384
 
 
-def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+def tiny_checkpoint(path: Path, seed: int = 0, exudates: bool = False) -> Path:
+    """A random tiny network: MA and HE, and with ``exudates`` the EX and SE branches too."""
     torch.manual_seed(seed)
-    model = RedSeg(RedSegConfig(width=0.0625, working_long_side=256))
-    return save_checkpoint(path, model, name="redseg-test", version="test", thresholds={"MA": 0.5, "HE": 0.5})
+    branches = {"ex_stages": (3, 4, 5), "se_stages": (3, 4, 5)} if exudates else {}
+    model = RedSeg(RedSegConfig(width=0.0625, working_long_side=256, **branches))
+    return save_checkpoint(path, model, name="redseg-test", version="test")
 
 
 def png(array: np.ndarray) -> bytes:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from model.atomic import atomic_write
-from model.config import LESIONS, RedSegConfig
+from model.config import RedSegConfig
 from model.fov import working_mapping
 from training.data.idrid import Sample, load_sample
 
@@ -37,7 +37,7 @@ class CachedSample(NamedTuple):
     image: np.ndarray
     """RGB uint8 (h, w, 3) at the working scale."""
     masks: np.ndarray
-    """bool (2, h, w) in LESIONS order at the working scale."""
+    """bool (C, h, w) at the working scale, one channel per lesion of the sample's ``mask_paths``."""
 
 
 def downsample_mask(mask: np.ndarray, size: tuple[int, int], keep_threshold: float = 0.5) -> np.ndarray:
@@ -141,4 +141,4 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
-__all__ = ["CachedSample", "WorkingScaleCache", "downsample_mask", "resize_sample", "cache_key", "LESIONS"]
+__all__ = ["CachedSample", "WorkingScaleCache", "downsample_mask", "resize_sample", "cache_key"]

@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.config import LESIONS
+from model.config import RED_LESIONS
 from model.formats.images import read_image
 
 IMAGES_DIR = "A. Segmentation/1. Original Images"
 MASKS_DIR = "A. Segmentation/2. All Segmentation Groundtruths"
-LESION_DIRS = {"MA": "1. Microaneurysms", "HE": "2. Haemorrhages"}
+LESION_DIRS = {"MA": "1. Microaneurysms", "HE": "2. Haemorrhages", "EX": "3. Hard Exudates", "SE": "4. Soft Exudates"}
 SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "idrid"
 IDRID_SOURCE = "https://idrid.grand-challenge.org/ (CC BY 4.0)"
@@ -40,15 +40,15 @@ class Sample:
     name: str
     image_path: Path
     mask_paths: dict[str, Path | None]
-    """Per lesion, the mask file, or None where the image has no lesion of that kind."""
+    """Per lesion, in the model's output order, the mask file, or None where the image has no lesion of that kind."""
 
 
 def split_dir(split: str) -> str:
     return SPLITS.get(split, split)
 
 
-def list_samples(root: str | Path, split: str = "train") -> list[Sample]:
-    """The samples of one split, sorted by name. ``split`` is 'train', 'test' or a folder name."""
+def list_samples(root: str | Path, split: str = "train", lesions: tuple[str, ...] = RED_LESIONS) -> list[Sample]:
+    """The samples of one split, sorted by name, with the masks of ``lesions``. ``split`` is 'train', 'test' or a folder name."""
     root = Path(root)
     images = root / IMAGES_DIR / split_dir(split)
     if not images.is_dir():
@@ -64,10 +64,10 @@ def list_samples(root: str | Path, split: str = "train") -> list[Sample]:
         if not _NAME.match(name):
             continue
         masks: dict[str, Path | None] = {}
-        for lesion in LESIONS:
+        for lesion in lesions:
             path = root / MASKS_DIR / split_dir(split) / LESION_DIRS[lesion] / f"{name}_{lesion}.tif"
             masks[lesion] = path if path.is_file() else None
-        if masks["MA"] is None:
+        if masks.get("MA", True) is None:
             raise DatasetLayoutError(f"{image_path} has no microaneurysm mask (expected {path.parent.parent / LESION_DIRS['MA'] / f'{name}_MA.tif'})")
         samples.append(Sample(name=name, image_path=image_path, mask_paths=masks))
     if not samples:
@@ -105,7 +105,7 @@ def read_mask_values(path: Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8 image (H, W, 3), bool masks (2, H, W) in LESIONS order) at full resolution."""
+    """(RGB uint8 image (H, W, 3), bool masks (C, H, W) in ``sample.mask_paths`` order) at full resolution."""
     image = read_image(sample.image_path)
-    masks = np.stack([read_mask(sample.mask_paths[lesion], image.shape[:2]) for lesion in LESIONS])
+    masks = np.stack([read_mask(path, image.shape[:2]) for path in sample.mask_paths.values()])
     return image, masks

@@ -1,0 +1,94 @@
+"""The frozen encoder's stage outputs for each photograph, at the working scale, stored once on disk.
+
+A branch is a few 1x1 convs on the encoder's stage outputs, so with the encoder frozen the only
+costly part of training one, the VGG16 forward, is the same at every step: it is run once per
+photograph, on the whole working-scale image (as inference's tiles see it, up to their borders),
+and each tapped stage is stored as float16 ``.npy`` that the trainer memory-maps. The lesion masks
+at the working scale are stored beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.atomic import atomic_write
+from model.network import RedSeg
+from model.precision import autocast, to_channels_last
+from training.data.cache import WorkingScaleCache
+from training.data.idrid import Sample
+
+STORE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StoredPhotograph:
+    name: str
+    masks: np.ndarray
+    """bool (C, h, w) at the working scale, one channel per lesion of the store."""
+    stages: dict[int, np.ndarray]
+    """Per stage (1..5), its output (channels, h / 2**(stage-1), w / 2**(stage-1)), float16, memory-mapped."""
+
+
+def store_key(checkpoint_sha256: str, stages: tuple[int, ...], lesions: tuple[str, ...]) -> str:
+    parts = {"version": STORE_VERSION, "checkpoint": checkpoint_sha256, "stages": stages, "lesions": lesions}
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+@torch.inference_mode()
+def encoder_stages(model: RedSeg, image: np.ndarray, stages: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """The encoder's outputs at ``stages`` for a working-scale RGB image whose sides are multiples of its stride."""
+    tensor = to_channels_last(model.normalize(torch.from_numpy(image).permute(2, 0, 1)[None]))
+    encoder = model.encoder
+    kept, encoder.keep = encoder.keep, frozenset(stages)
+    try:
+        with autocast(tensor.device):
+            taps = encoder(tensor)
+    finally:
+        encoder.keep = kept
+    return {stage: taps[stage - 1][0].float().numpy().astype(np.float16) for stage in stages}
+
+
+def pad_to_stride(image: np.ndarray, masks: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad an image (h, w, 3) and its masks (C, h, w) at the bottom and right to multiples of ``stride``."""
+    h, w = image.shape[:2]
+    ph, pw = -h % stride, -w % stride
+    return np.pad(image, ((0, ph), (0, pw), (0, 0))), np.pad(masks, ((0, 0), (0, ph), (0, pw)))
+
+
+def build_store(
+    model: RedSeg, samples: list[Sample], cache: WorkingScaleCache, folder: Path, stages: tuple[int, ...], progress: bool = True
+) -> list[StoredPhotograph]:
+    """Compute (or find, where stored already) each sample's stage outputs and masks under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if progress:
+        from tqdm import tqdm
+
+        samples = tqdm(samples, desc="encoder features", unit="photo")
+    stored = []
+    for sample in samples:
+        target = folder / sample.name
+        if not (target / "masks.npy").is_file():
+            item = cache.get(sample)
+            image, masks = pad_to_stride(item.image, item.masks, model.encoder.stride)
+            target.mkdir(exist_ok=True)
+            for stage, values in encoder_stages(model, image, stages).items():
+                _save(target / f"stage{stage}.npy", values)
+            _save(target / "masks.npy", masks)
+        stored.append(open_stored(target, stages))
+    return stored
+
+
+def open_stored(target: Path, stages: tuple[int, ...]) -> StoredPhotograph:
+    stage_maps = {stage: np.load(target / f"stage{stage}.npy", mmap_mode="r") for stage in stages}
+    return StoredPhotograph(target.name, np.load(target / "masks.npy"), stage_maps)
+
+
+def _save(path: Path, values: np.ndarray) -> None:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, values)
