@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from model.config import LESIONS
+from model.config import ALL_LESIONS, RED_LESIONS
 
 PROG = "redseg-segment"
 EXIT_IMAGE_FAILED = 1
@@ -40,9 +40,10 @@ SEG_CHOICES = ("binary", "fractional")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Segment microaneurysms (MA) and haemorrhages (HE) in fundus photographs. For each image "
-        "writes <stem>_MA_mask.png / <stem>_HE_mask.png (0/255), <stem>_MA_prob.png / <stem>_HE_prob.png "
-        "(16-bit, p * 65535) and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs (with --dicom-sr, "
+        description="Segment microaneurysms (MA) and haemorrhages (HE) in fundus photographs, and hard (EX) and "
+        "soft exudates (SE) with a model that segments them. For each image and each lesion the model segments "
+        "writes <stem>_<lesion>_mask.png (0/255) and <stem>_<lesion>_prob.png (16-bit, p * 65535), e.g. "
+        "<stem>_MA_mask.png, and <stem>_overlay.png; with --dicom-seg, <stem>_seg.dcm for DICOM inputs (with --dicom-sr, "
         "<stem>_sr.dcm too). Prints a "
         "one-line screening summary per image and writes them all to screening.csv (one row per image).",
     )
@@ -57,12 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="largest tile side at the working scale"
     )
-    for lesion in LESIONS:
+    for lesion in ALL_LESIONS:
         parser.add_argument(
             f"--threshold-{lesion.lower()}",
             type=probability,
             metavar="P",
-            help=f"{lesion} mask threshold in [0, 1] (default: the checkpoint's operating threshold)",
+            help=f"{lesion} mask threshold in [0, 1] (default: the checkpoint's operating threshold)"
+            + ("" if lesion in RED_LESIONS else f"; only for a model that segments {lesion}"),
         )
     parser.add_argument("--no-fov-mask", action="store_true", help="keep predictions outside the field of view")
     parser.add_argument("--no-fundus-check", action="store_true",

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from model.backends import load_for_inference
 from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError
 from model.cli import EXIT_IMAGE_FAILED, EXIT_SETUP_FAILED, PROG, error
-from model.config import LESIONS
+from model.config import ALL_LESIONS
 from model.devices import resolve_device
 from model.formats.dicom import is_dicom, read_dicom, to_bytes
 from model.formats.dicom_seg import segmentation
@@ -27,7 +27,7 @@ from model.input_check import UNFIT, admit_photograph
 from model.inference import TileSettings, predict_probabilities
 from model.screening.masks import LesionStats, lesion_masks
 from model.screening.overlay import overlay
-from model.screening.summary import CSV_FIELDS, ScreeningSummary, csv_row, one_line, summarise
+from model.screening.summary import ScreeningSummary, csv_fields, csv_row, one_line, summarise
 from model.tta import resolve_tta
 
 
@@ -38,15 +38,11 @@ def run(args: argparse.Namespace) -> int:
         settings = TileSettings(tile_size=args.tile_size, fov_mask=not args.no_fov_mask, precision=args.precision,
                                 tta=resolve_tta(args.tta, device.type == "cuda"))
         checkpoint = load_for_inference(args.checkpoint or DEFAULT_CHECKPOINT, device, args.backend)
+        thresholds = mask_thresholds(args, checkpoint.thresholds)
         args.out.mkdir(parents=True, exist_ok=True)
     except (CheckpointError, RuntimeError, ValueError, OSError) as exc:
         error(str(exc))
         return EXIT_SETUP_FAILED
-    thresholds = dict(checkpoint.thresholds)
-    for lesion in LESIONS:
-        override = getattr(args, f"threshold_{lesion.lower()}")
-        if override is not None:
-            thresholds[lesion] = override
     failed = 0
     # disable=None: no bar where stderr is not a terminal, so logs get whole lines without carriage returns
     bar = tqdm(args.images, desc=PROG, unit="image", file=sys.stderr, disable=True if args.no_progress else None)
@@ -66,6 +62,20 @@ def run(args: argparse.Namespace) -> int:
         error(f"{failed} of {len(args.images)} images failed")
         return EXIT_IMAGE_FAILED
     return 0
+
+
+def mask_thresholds(args: argparse.Namespace, operating: dict[str, float]) -> dict[str, float]:
+    """The masks' threshold per lesion the model segments: ``--threshold-<lesion>``, else the operating one."""
+    thresholds = dict(operating)
+    for lesion in ALL_LESIONS:
+        override = getattr(args, f"threshold_{lesion.lower()}")
+        if override is None:
+            continue
+        if lesion not in thresholds:
+            raise ValueError(f"--threshold-{lesion.lower()}: the model does not segment {lesion} "
+                             f"(it segments {', '.join(thresholds)})")
+        thresholds[lesion] = override
+    return thresholds
 
 
 def read_input(path: Path, dicom_seg: str | None, dicom_sr: bool = False) -> tuple[np.ndarray, Dataset | None]:
@@ -90,13 +100,13 @@ def segment_one(
     dicom_sr: bool = False,
     fundus_check: bool = True,
 ) -> tuple[dict[str, LesionStats], ScreeningSummary]:
-    """Write the image's masks, 16-bit probability maps and overlay (and its DICOM SEG with ``dicom_seg``, its SEG
+    """Write the image's masks and 16-bit probability maps (each lesion the model segments) and overlay (and its DICOM SEG with ``dicom_seg``, its SEG
     and SR with ``dicom_sr``); return each lesion's statistics and the screening summary."""
     image, source = read_input(path, dicom_seg, dicom_sr)
     mapping = admit_photograph(image, checkpoint.config, fundus_check)
     probabilities = predict_probabilities(checkpoint.model, image, settings, checkpoint.calibration, mapping)
     masks = lesion_masks(probabilities, thresholds)
-    for lesion in LESIONS:
+    for lesion in masks.masks:
         (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks.masks[lesion]))
         (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(masks.levels[lesion]))
     (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks.masks)))
@@ -143,7 +153,7 @@ class ScreeningTable:
     def write(self, image: str, screening: ScreeningSummary) -> None:
         if self._rows is None:
             self._file = self.path.open("w", newline="")
-            self._rows = csv.DictWriter(self._file, CSV_FIELDS)
+            self._rows = csv.DictWriter(self._file, csv_fields(screening.lesions))
             self._rows.writeheader()
         self._rows.writerow(csv_row(image, screening))
         self._file.flush()

@@ -5,20 +5,21 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-LESION_COLOURS = {"MA": (255, 255, 0), "HE": (0, 255, 255)}
-"""RGB colour of each lesion on overlays: MA yellow, HE cyan (both stand out on a red fundus)."""
+LESION_COLOURS = {"MA": (255, 255, 0), "HE": (0, 255, 255), "EX": (0, 255, 0), "SE": (255, 0, 255)}
+"""RGB colour of each lesion on overlays: MA yellow, HE cyan, EX green, SE magenta (each stands out
+on a red fundus and from the others)."""
 
-OVERLAY_ORDER = ("HE", "MA")
-"""Overlays draw haemorrhages first and microaneurysms last, so MA wins where both masks cover a
-pixel: a microaneurysm of a few pixels stays visible inside or beside a haemorrhage, whose larger
-extent still shows around it."""
+OVERLAY_ORDER = ("SE", "EX", "HE", "MA")
+"""Overlays draw the larger lesions first and microaneurysms last, so MA wins where masks overlap:
+a microaneurysm of a few pixels stays visible inside or beside a haemorrhage, whose larger extent
+still shows around it. A lesion the model does not segment is skipped."""
 
 
 def overlay(image: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:
     """The photo with each lesion's mask tinted and outlined in its colour (RGB uint8).
 
-    Lesions are drawn in ``OVERLAY_ORDER``: where MA and HE masks overlap, the pixel shows MA's
-    tint of the photo and MA's outline lies on top of HE's.
+    Lesions are drawn in ``OVERLAY_ORDER``: where masks overlap, the pixel shows the later lesion's
+    tint of the photo (MA's over HE's) and its outline lies on top.
     """
     result = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 1000))

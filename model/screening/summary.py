@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from model.checkpoint import Checkpoint
-from model.config import LESIONS
+from model.config import RED_LESIONS
 from model.screening.features import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
 from model.screening.masks import LesionMasks
 from model.screening.quality import ImageQuality, assess_quality
@@ -27,7 +28,7 @@ class Referral:
 @dataclass(frozen=True)
 class ScreeningSummary:
     lesions: dict[str, LesionCount]
-    """At the checkpoint's operating thresholds."""
+    """Each lesion the model segments, in its output order, at the checkpoint's operating thresholds."""
     field_of_view: FieldOfView
     quality: ImageQuality
     referral: Referral | None
@@ -65,7 +66,7 @@ def summarise(
     fov = field_of_view(image)
     quality = assess_quality(image, fov.gradable_fraction)
     if masks is not None and masks.thresholds == checkpoint.thresholds:
-        lesions = {lesion: count_regions(masks.regions[lesion], lesion, fov.area_pixels) for lesion in LESIONS}
+        lesions = {lesion: count_regions(masks.regions[lesion], lesion, fov.area_pixels) for lesion in masks.regions}
     else:
         lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
     score, note = referral_score(checkpoint)
@@ -80,8 +81,10 @@ def summarise(
 
 
 def one_line(summary: ScreeningSummary) -> str:
-    """``19 MA and 28 HE lesions, gradable 98%, referral score 0.97 >= 0.74: refer``."""
-    counts = " and ".join(f"{found.count} {lesion}" for lesion, found in summary.lesions.items())
+    """``19 MA and 28 HE lesions, gradable 98%, referral score 0.97 >= 0.74: refer``; a model that also
+    segments exudates: ``19 MA, 28 HE, 6 EX and 0 SE lesions, ...``."""
+    counts = [f"{found.count} {lesion}" for lesion, found in summary.lesions.items()]
+    counts = f"{', '.join(counts[:-1])} and {counts[-1]}"
     text = f"{counts} lesions, gradable {100 * summary.field_of_view.gradable_fraction:.0f}%"
     if not summary.quality.gradable:
         return f"{text}; {ungradable_note(summary.quality)}"
@@ -92,14 +95,19 @@ def one_line(summary: ScreeningSummary) -> str:
     return f"{text}, referral score {referral.score:.2f} {verdict.format(referral.operating_point)}"
 
 
-CSV_FIELDS = [
-    "image", "MA_count", "MA_area_pixels", "MA_area_fraction_fov", "HE_count", "HE_area_pixels", "HE_area_fraction_fov",
-    "fov_area_pixels", "gradable_fraction", "gradable", "ungradable_reasons", "referral_score", "operating_point", "refer",
-]  # fmt: skip
+def csv_fields(lesions: Iterable[str] = RED_LESIONS) -> list[str]:
+    """screening.csv's columns for a model segmenting ``lesions``: three per lesion, in their order."""
+    columns = [f"{lesion}_{kind}" for lesion in lesions for kind in ("count", "area_pixels", "area_fraction_fov")]
+    quality = ["fov_area_pixels", "gradable_fraction", "gradable", "ungradable_reasons"]
+    return ["image", *columns, *quality, "referral_score", "operating_point", "refer"]
+
+
+CSV_FIELDS = csv_fields()
+"""A two-lesion (MA and HE) model's columns."""
 
 
 def csv_row(image: str, summary: ScreeningSummary) -> dict:
-    """One photograph's summary as a flat row of ``CSV_FIELDS`` (score columns empty without a score)."""
+    """One photograph's summary as a flat row of ``csv_fields(summary.lesions)`` (score columns empty without a score)."""
     row: dict = {"image": image}
     for lesion, found in summary.lesions.items():
         row |= {f"{lesion}_count": found.count, f"{lesion}_area_pixels": found.area_pixels}

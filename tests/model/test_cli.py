@@ -1,4 +1,6 @@
+import csv
 import io
+import re
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import pytest
 from model import TileSettings, load_checkpoint, predict_probabilities, save_checkpoint
 from model import segment_files
 from model.cli import main
-from model.config import LESIONS
+from model.config import ALL_LESIONS, LESIONS
 from model.screening.masks import lesion_stats, probability_to_uint16, uint16_to_probability
 
 from tests.model.conftest import ROOT, fundus_like, tiny_model
@@ -26,6 +28,15 @@ def synthetic_photographs_pass(monkeypatch):
 @pytest.fixture
 def checkpoint(tmp_path):
     return save_checkpoint(tmp_path / "tiny.safetensors", tiny_model(seed=7), thresholds={"MA": 0.5, "HE": 0.45})
+
+
+FOUR_THRESHOLDS = {"MA": 0.5, "HE": 0.45, "EX": 0.55, "SE": 0.5}
+
+
+@pytest.fixture
+def four_lesion_checkpoint(tmp_path):
+    model = tiny_model(seed=7, ex_stages=(3, 4, 5), se_stages=(3, 4, 5))
+    return save_checkpoint(tmp_path / "four.safetensors", model, thresholds=FOUR_THRESHOLDS)
 
 
 @pytest.fixture
@@ -46,8 +57,12 @@ def read(path):
     return image
 
 
-def outputs(stem):
-    return [f"{stem}_{lesion}_{kind}.png" for lesion in LESIONS for kind in ("mask", "prob")] + [f"{stem}_overlay.png"]
+def outputs(stem, lesions=LESIONS):
+    return [f"{stem}_{lesion}_{kind}.png" for lesion in lesions for kind in ("mask", "prob")] + [f"{stem}_overlay.png"]
+
+
+def csv_lines(out):
+    return (out / "screening.csv").read_text().splitlines()
 
 
 def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, capsys):
@@ -76,6 +91,51 @@ def test_writes_masks_probabilities_and_overlays(tmp_path, checkpoint, images, c
         assert "no referral score" in line or "; ungradable (" in line and "no referral decision" in line
         assert line.startswith(f"{path}: MA {stats['MA'].area_pixels} px in {stats['MA'].components} region")
         assert f"HE {stats['HE'].area_pixels} px" in line and line.endswith(f"{out / path.stem}_*.png")
+
+
+def test_a_two_lesion_models_line_and_table_are_as_before(tmp_path, checkpoint, images, capsys):
+    out = tmp_path / "out"
+    assert main([str(images[0]), "--out", str(out), "--checkpoint", str(checkpoint)]) == 0
+    assert csv_lines(out)[0] == (
+        "image,MA_count,MA_area_pixels,MA_area_fraction_fov,HE_count,HE_area_pixels,HE_area_fraction_fov,"
+        "fov_area_pixels,gradable_fraction,gradable,ungradable_reasons,referral_score,operating_point,refer"
+    )
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(rf"{images[0]}: MA \d+ px in \d+ regions?, HE \d+ px in \d+ regions?; "
+                        rf"\d+ MA and \d+ HE lesions, gradable \d+%, no referral score -> {out / 'a'}_\*\.png", line)
+
+
+def test_a_four_lesion_model_writes_every_lesions_files_line_and_columns(tmp_path, four_lesion_checkpoint, images, capsys):
+    out = tmp_path / "out"
+    assert main([*map(str, images), "--out", str(out), "--checkpoint", str(four_lesion_checkpoint)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("a", ALL_LESIONS) + outputs("b", ALL_LESIONS) + ["screening.csv"])
+    rgb = cv2.cvtColor(cv2.imread(str(images[0])), cv2.COLOR_BGR2RGB)
+    expected = predict_probabilities(load_checkpoint(four_lesion_checkpoint).model, rgb, TileSettings())
+    assert len(expected) == 4
+    for channel, lesion in enumerate(ALL_LESIONS):
+        mask, prob = read(out / f"a_{lesion}_mask.png"), read(out / f"a_{lesion}_prob.png")
+        np.testing.assert_allclose(uint16_to_probability(prob), expected[channel], atol=1e-4)
+        np.testing.assert_array_equal(mask == 255, prob / 65535 >= FOUR_THRESHOLDS[lesion])
+    rows = list(csv.DictReader(csv_lines(out)))
+    assert [row["image"] for row in rows] == ["a.png", "b.jpg"]
+    assert list(rows[0])[1:13] == [f"{lesion}_{kind}" for lesion in ALL_LESIONS
+                                   for kind in ("count", "area_pixels", "area_fraction_fov")]
+    for path, line in zip(images, capsys.readouterr().out.splitlines()):
+        stats = {lesion: lesion_stats(read(out / f"{path.stem}_{lesion}_mask.png")) for lesion in ALL_LESIONS}
+        assert f", EX {stats['EX'].area_pixels} px in {stats['EX'].components} region" in line
+        assert f", SE {stats['SE'].area_pixels} px in {stats['SE'].components} region" in line
+        assert re.search(r"; \d+ MA, \d+ HE, \d+ EX and \d+ SE lesions, gradable", line)
+
+
+def test_exudate_thresholds_only_for_a_model_that_segments_them(tmp_path, checkpoint, four_lesion_checkpoint, images, capsys):
+    out = tmp_path / "out"
+    args = [str(images[0]), "--out", str(out), "--threshold-ex", "0", "--threshold-se", "1"]
+    assert main([*args, "--checkpoint", str(four_lesion_checkpoint)]) == 0
+    assert (read(out / "a_EX_mask.png") == 255).all() and (read(out / "a_SE_mask.png") == 0).all()
+    other = tmp_path / "other"
+    assert main([str(images[0]), "--out", str(other), "--checkpoint", str(checkpoint), "--threshold-se", "0.3"]) == 2
+    assert "--threshold-se: the model does not segment SE (it segments MA, HE)" in capsys.readouterr().err
+    assert not other.exists()
 
 
 def test_threshold_overrides(tmp_path, checkpoint, images):

@@ -12,7 +12,7 @@ from model.formats.images import read_image
 from model.inference import predict_probabilities
 from model.screening.masks import lesion_masks
 from model.screening.features import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, region_stats
-from model.screening.summary import NO_SCORE, csv_row, one_line, summarise
+from model.screening.summary import CSV_FIELDS, NO_SCORE, csv_fields, csv_row, one_line, summarise
 
 from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
@@ -52,7 +52,7 @@ def test_image_features_names_and_levels():
     probabilities[1, 100:140, 100:140] = 0.6
     fov = FieldOfView(FOV_PIXELS, 1.0, 1.0)
     features = image_features(probabilities, {"MA": 0.97, "HE": 0.5}, fov)
-    assert list(features) == feature_names()
+    assert list(features) == feature_names(lesions=("MA", "HE"))
     assert features["MA_count_p50"] == features["MA_count_p90"] == 1 and features["MA_count_op"] == 0
     assert features["HE_count_op"] == 1 and features["HE_count_p90"] == 0
     assert features["HE_area_op"] == pytest.approx(1600 / FOV_PIXELS)
@@ -104,6 +104,27 @@ def test_score_lives_in_the_checkpoint_and_older_checkpoints_still_load(tmp_path
     expected = score_model().score({"HE_count_op": 1, "MA_count_op": 0})
     assert summary.referral.score == pytest.approx(expected) and summary.referral.refer == (expected >= 0.3)
     assert csv_row("a.png", summary)["HE_count"] == 1 and "score" in one_line(summary)
+
+
+def test_a_four_lesion_summary_counts_exudates_and_keeps_a_red_lesion_score(tmp_path):
+    model = tiny_model(ex_stages=(3, 4, 5), se_stages=(3, 4, 5))
+    path = save_checkpoint(tmp_path / "four.safetensors", model, thresholds={"MA": 0.5, "HE": 0.5, "EX": 0.5, "SE": 0.5})
+    write_referral(path, score_model(operating_point=0.3).to_dict())  # fitted on MA and HE features alone
+    checkpoint = load_checkpoint(path)
+    probabilities = np.zeros((4, 90, 120), np.float32)
+    probabilities[1, 40:44, 50:54] = 1.0
+    probabilities[2, 20:23, 60:63] = probabilities[2, 60:63, 60:63] = 0.8  # two hard exudates
+    image = fundus_like(90, 120)
+    for masks in (None, lesion_masks(probabilities, checkpoint.thresholds)):
+        summary = summarise(image, probabilities, checkpoint, masks)
+        assert list(summary.lesions) == ["MA", "HE", "EX", "SE"]
+        assert [found.count for found in summary.lesions.values()] == [0, 1, 2, 0]
+        assert summary.referral.score == pytest.approx(score_model().score({"HE_count_op": 1, "MA_count_op": 0}))
+    assert one_line(summary).startswith("0 MA, 1 HE, 2 EX and 0 SE lesions, gradable ")
+    row = csv_row("a.png", summary)
+    assert list(row) == csv_fields(summary.lesions) and row["EX_count"] == 2 and row["EX_area_pixels"] == 18
+    assert csv_fields(["MA", "HE"]) == CSV_FIELDS and csv_fields(summary.lesions)[7:13] == [
+        "EX_count", "EX_area_pixels", "EX_area_fraction_fov", "SE_count", "SE_area_pixels", "SE_area_fraction_fov"]
 
 
 def test_region_stats_scan_only_the_masks_box_and_agree_with_a_whole_scan():

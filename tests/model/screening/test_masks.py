@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from model.config import LESIONS
+from model.config import ALL_LESIONS
 from model.formats.png import encode_png
 from model.screening.masks import (
     binary_mask,
@@ -84,7 +84,7 @@ def test_overlay_tints_lesions_and_leaves_the_rest():
 
 
 def test_overlay_draws_ma_over_he_where_they_coincide():
-    assert sorted(OVERLAY_ORDER) == sorted(LESIONS) and OVERLAY_ORDER[-1] == "MA"
+    assert sorted(OVERLAY_ORDER) == sorted(ALL_LESIONS) and OVERLAY_ORDER[-1] == "MA"
     image = np.full((60, 60, 3), 60, np.uint8)
     he = np.zeros((60, 60), np.uint8)
     he[10:50, 10:50] = 255
@@ -96,3 +96,17 @@ def test_overlay_draws_ma_over_he_where_they_coincide():
     assert not np.array_equal(both[30, 30], alone["HE"][30, 30])
     assert np.array_equal(both[15, 15], alone["HE"][15, 15])  # HE only: HE's tint
     assert tuple(both[25, 30]) == LESION_COLOURS["MA"]  # MA's outline on top
+
+
+def test_overlay_draws_exudates_in_colours_of_their_own():
+    assert LESION_COLOURS["MA"] == (255, 255, 0) and LESION_COLOURS["HE"] == (0, 255, 255)
+    assert sorted(LESION_COLOURS) == sorted(ALL_LESIONS) and len(set(LESION_COLOURS.values())) == len(ALL_LESIONS)
+    image = np.full((60, 60, 3), 60, np.uint8)
+    masks = {lesion: np.zeros((60, 60), np.uint8) for lesion in ALL_LESIONS}
+    masks["EX"][10:20, 10:20] = 255
+    masks["SE"][35:50, 35:50] = 255
+    result = overlay(image, masks)
+    for lesion, inside, edge in (("EX", (15, 15), (10, 15)), ("SE", (42, 42), (35, 42))):
+        tint = (image[inside] * 0.55 + np.array(LESION_COLOURS[lesion]) * 0.45).astype(np.uint8)
+        assert tuple(result[inside]) == tuple(tint) and tuple(result[edge]) == LESION_COLOURS[lesion]
+    assert np.array_equal(overlay(image, {"MA": masks["MA"], "HE": masks["HE"]}), image)
