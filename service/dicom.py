@@ -47,8 +47,9 @@ def dicom_files(
     checkpoint: Checkpoint,
     summary: ScreeningSummary | None = None,
 ) -> list[bytes]:
-    """The DICOM SEG file of ``source``, and with a ``summary`` the SR of it (counted at the checkpoint's thresholds)
-    after it; a source whose attributes DICOM cannot carry over is a 400."""
+    """The DICOM SEG file of ``source`` (a segment per lesion of ``thresholds``: the model's, in its order), and with a
+    ``summary`` the SR of it (counted at the checkpoint's thresholds) after it; a source whose attributes DICOM cannot
+    carry over is a 400."""
     made = "SEG" if summary is None else "SEG and SR"
     try:
         seg = segmentation(source, probabilities, thresholds, seg_type, checkpoint.name, checkpoint.version)

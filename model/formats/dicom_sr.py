@@ -1,10 +1,10 @@
 """DICOM Structured Report out (highdicom): the screening summary as a TID 1500 measurement report.
 
 The report joins the photograph's study and references the photograph (its image library) and the
-DICOM SEG (``model.formats.dicom_seg``): per lesion, a planar ROI group (TID 1410) on the lesion's
-segment with its count and area in pixels and as a share of the field of view; for the whole
-photograph, a group (TID 1501) with the field of view, the gradable share and the quality call, the
-referral score with its operating point and the refer / below / ungradable call as coded qualitative
+DICOM SEG (``model.formats.dicom_seg``): per lesion the summary carries, a planar ROI group (TID 1410)
+on the lesion's segment with its count and area in pixels and as a share of the field of view; for the
+whole photograph, a group (TID 1501) with the field of view, the gradable share and the quality call,
+the referral score with its operating point and the refer / below / ungradable call as coded qualitative
 evaluations. The disclaimer (and the note, when there is no referral decision) are TEXT comments in the
 report's qualitative evaluations. Codes are standard (SNOMED CT, DCM, UCUM) where DICOM lists one; the
 others are RedSeg's own under the private coding scheme ``99REDSEG`` (docs/dicom.md lists them).
@@ -18,12 +18,9 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from model.config import LESIONS
-from model.formats.dicom_seg import LESION_CODES, highdicom_source
+from model.formats.dicom_seg import LESION_CODES, SCHEME, coding_scheme, highdicom_source, segment_numbers
 from model.screening.summary import ScreeningSummary
 
-SCHEME = "99REDSEG"
-"""RedSeg's private coding scheme designator: for the concepts no standard code fits (docs/dicom.md)."""
 SERIES_NUMBER = 9101
 """Series number of RedSeg's SR series (after the SEG's 9100)."""
 
@@ -67,7 +64,7 @@ NO_UNITS = CodedConcept("1", "UCUM", "no units")
 
 
 def algorithm(model_name: str, model_version: str, thresholds: dict[str, float]) -> hd.sr.AlgorithmIdentification:
-    parameters = [f"model {model_name}"] + [f"{lesion} threshold {thresholds[lesion]:g}" for lesion in LESIONS]
+    parameters = [f"model {model_name}"] + [f"{lesion} threshold {threshold:g}" for lesion, threshold in thresholds.items()]
     return hd.sr.AlgorithmIdentification(name="RedSeg", version=model_version, parameters=parameters)
 
 
@@ -78,10 +75,14 @@ def measurement(name: CodedConcept, value: float, unit: CodedConcept) -> hd.sr.M
 def lesion_groups(
     summary: ScreeningSummary, source: Dataset, seg: Dataset, algorithm_id: hd.sr.AlgorithmIdentification
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
-    """Per lesion, its count and area, on its segment of the SEG (segment and frame numbers in ``LESIONS`` order)."""
+    """Per lesion of the summary, its count and area, on the lesion's segment of the SEG (frame n is segment n)."""
+    numbers = segment_numbers(seg)
+    missing = [lesion for lesion in summary.lesions if lesion not in numbers]
+    if missing:
+        raise ValueError(f"the SEG has no segment for {', '.join(missing)}")
     groups = []
-    for number, lesion in enumerate(LESIONS, start=1):
-        found = summary.lesions[lesion]
+    for lesion, found in summary.lesions.items():
+        number = numbers[lesion]
         segment = hd.sr.ReferencedSegmentationFrame(
             sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, frame_number=number,
             segment_number=number,
@@ -186,15 +187,6 @@ def structured_report(
     )
     sr.CodingSchemeIdentificationSequence = [coding_scheme()]
     return sr
-
-
-def coding_scheme() -> Dataset:
-    """The declaration of RedSeg's private coding scheme (PS3.3 C.12.1.1.2.1)."""
-    item = Dataset()
-    item.CodingSchemeDesignator = SCHEME
-    item.CodingSchemeName = "RedSeg screening concepts"
-    item.CodingSchemeResponsibleOrganization = "RedSeg"
-    return item
 
 
 def report_values(dataset: Dataset) -> dict:

@@ -130,6 +130,22 @@ def test_a_photograph_comes_back_as_seg_and_sr(node: DicomNode, pacs: Pacs, tmp_
     assert metric(node, 'redseg_dicom_associations_total{outcome="accepted"}')
 
 
+@pytest.mark.slow  # a node of its own
+def test_a_four_lesion_model_sends_a_segment_per_lesion(pacs: Pacs, tmp_path):
+    """The SEG follows the model's lesions (MA, HE, EX, SE, in its order); the SR reports each on its segment."""
+    pacs.received.clear()
+    checkpoint = tiny_checkpoint(tmp_path / "four.safetensors", exudates=True)
+    with running_node(checkpoint, tmp_path / "outbox", pacs.port) as node:
+        assert c_store(node.port, photograph(sample_rgb(*GRADABLE), "jpeg")).Status == 0x0000
+        wait_until(lambda: len(pacs.received) == 2, 30, "the SEG and SR at the destination")
+    seg, sr = sorted(pacs.received, key=lambda ds: ds.Modality != "SEG")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Microaneurysms", "Haemorrhages", "Hard exudates", "Soft exudates"]
+    assert seg.NumberOfFrames == 4 and dciodvfy_errors(as_file(seg), tmp_path) == []
+    assert dciodvfy_errors(as_file(sr), tmp_path, iod="ComprehensiveSR") == []
+    values = report_values(sr)
+    assert all(values[lesion]["segmentation"] == seg.SOPInstanceUID for lesion in ("MA", "HE", "EX", "SE"))
+
+
 def as_file(dataset: Dataset) -> bytes:
     """A received dataset as a DICOM file (pynetdicom gives it its file meta)."""
     buffer = BytesIO()

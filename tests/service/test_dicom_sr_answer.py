@@ -89,3 +89,28 @@ def test_the_sr_refers_to_a_fractional_seg_too(client: httpx.Client, dicom_photo
     assert seg.SegmentationType == "FRACTIONAL"
     assert dciodvfy_errors(sr_bytes, tmp_path, iod="ComprehensiveSR") == []
     assert report_values(pydicom.dcmread(BytesIO(sr_bytes)))["HE"]["segmentation"] == seg.SOPInstanceUID
+
+
+def test_a_four_lesion_model_answers_a_segment_per_lesion(dicom_photo: bytes, tmp_path):
+    """The SEG's segments are the model's lesions in its order, its frames the answer's masks; the SR reports the
+    lesions the summary carries, each on its own segment."""
+    from model.formats.dicom_seg import segment_numbers
+    from tests.service.helpers import make_settings, serve_in_thread, tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path / "four.safetensors", exudates=True)
+    with serve_in_thread(make_settings(checkpoint)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        as_json = post(http, dicom_photo, "application/json").json()
+        response = post(http, dicom_photo, PARTS)
+    assert response.status_code == 200, response.text
+    seg_bytes, sr_bytes = related_parts(response)
+    assert dciodvfy_errors(seg_bytes, tmp_path) == []
+    assert dciodvfy_errors(sr_bytes, tmp_path, iod="ComprehensiveSR") == []
+    seg, sr = (pydicom.dcmread(BytesIO(data)) for data in (seg_bytes, sr_bytes))
+    assert segment_numbers(seg) == {"MA": 1, "HE": 2, "EX": 3, "SE": 4}
+    for lesion, number in segment_numbers(seg).items():
+        assert np.array_equal(seg.pixel_array[number - 1] > 0, decode_png(as_json["lesions"][lesion]["mask_png"]) > 0)
+    values = report_values(sr)
+    assert list(as_json["screening"]["lesions"]) == ["MA", "HE", "EX", "SE"]
+    for lesion, found in as_json["screening"]["lesions"].items():
+        assert values[lesion]["segmentation"] == seg.SOPInstanceUID
+        assert values[lesion]["Number of lesions"] == found["count"] and values[lesion]["Area"] == found["area_pixels"]

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from model.formats.dicom import read_dicom, to_bytes
-from model.formats.dicom_seg import LESION_CODES, segmentation
+from model.formats.dicom_seg import LESION_CODES, segment_numbers, segmentation
 from tests.dicom_files import PATIENT, dciodvfy_errors, photograph, sample_rgb, to_bytes as file_bytes
 
 THRESHOLDS = {"MA": 0.5, "HE": 0.3}
@@ -76,3 +76,48 @@ def test_an_absent_lesion_keeps_its_empty_frame(source, probabilities):
     only_ma[1] = 0.0
     seg = pydicom.dcmread(BytesIO(to_bytes(segmentation(source, only_ma, THRESHOLDS, "binary", "m", "1"))))
     assert seg.NumberOfFrames == 2 and seg.pixel_array[0].any() and not seg.pixel_array[1].any()
+
+
+def test_a_two_lesion_seg_is_as_before(source, probabilities):
+    seg = segmentation(source, probabilities, THRESHOLDS, "binary", "m", "1")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Microaneurysms", "Haemorrhages"]
+    assert seg.NumberOfFrames == 2 and seg.SeriesDescription == "RedSeg red lesions (binary)"
+    assert "CodingSchemeIdentificationSequence" not in seg  # SNOMED CT only, as before
+    assert segment_numbers(seg) == {"MA": 1, "HE": 2}
+
+
+FOUR = {"MA": 0.5, "HE": 0.3, "EX": 0.4, "SE": 0.6}
+"""A four-lesion model's thresholds, in its output channel order."""
+
+
+@pytest.fixture(scope="module")
+def four_probabilities(probabilities) -> np.ndarray:
+    exudates = np.zeros((2, *probabilities.shape[1:]), np.float32)
+    exudates[0, 60:70, 10:30] = 0.8
+    exudates[1, 5:15, 90:110] = np.linspace(0.0, 1.0, 20, dtype=np.float32)
+    return np.concatenate([probabilities, exudates])
+
+
+@pytest.mark.parametrize("seg_type", ["binary", "fractional"])
+def test_a_four_lesion_seg_has_a_coded_segment_per_lesion_in_model_order(source, four_probabilities, seg_type, tmp_path):
+    data = to_bytes(segmentation(source, four_probabilities, FOUR, seg_type, "redseg-test", "7"))
+    assert dciodvfy_errors(data, tmp_path) == []
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(BytesIO(data)))
+    assert seg.NumberOfFrames == 4 and seg.SeriesDescription == f"RedSeg lesions ({seg_type})"
+    codes = [(d.segmented_property_type.value, d.segmented_property_type.scheme_designator, d.segment_label)
+             for d in (seg.get_segment_description(number) for number in range(1, 5))]
+    assert codes == [("34037000", "SCT", "Microaneurysms"), ("28998008", "SCT", "Haemorrhages"),
+                     ("39832008", "SCT", "Hard exudates"), ("RS-SOFT-EXUDATE", "99REDSEG", "Soft exudates")]
+    assert seg.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == "99REDSEG"
+    assert segment_numbers(seg) == {"MA": 1, "HE": 2, "EX": 3, "SE": 4}
+    frames = pixels_of(seg, source)
+    for channel, lesion in enumerate(FOUR):
+        if seg_type == "binary":
+            assert np.array_equal(frames[..., channel] > 0, four_probabilities[channel] >= FOUR[lesion])
+        else:
+            np.testing.assert_allclose(frames[..., channel], four_probabilities[channel], atol=0.5 / 255 + 1e-6)
+
+
+def test_maps_and_thresholds_must_agree(source, probabilities):
+    with pytest.raises(ValueError, match="2 probability maps for 4 lesions"):
+        segmentation(source, probabilities, FOUR, "binary", "m", "1")

@@ -121,3 +121,50 @@ def test_redseg_segment_writes_the_sr_beside_the_seg(tmp_path):
     call = "No referral score" if row["gradable"] == "1" else "Ungradable: no referral decision"
     assert values["photograph"]["Red-lesion referral call"] == [call]
     assert values["photograph"]["Gradable share of the field of view"] == pytest.approx(float(row["gradable_fraction"]), abs=1e-4)
+
+
+FOUR = {"MA": 0.5, "HE": 0.45, "EX": 0.4, "SE": 0.6}
+EXUDATES_FOUND = LESIONS_FOUND | {"EX": LesionCount(5, 310, 0.0459), "SE": LesionCount(0, 0, 0.0)}
+
+
+@pytest.fixture(scope="module")
+def four_seg(source):
+    probabilities = np.random.default_rng(1).random((4, source.Rows, source.Columns), dtype=np.float32)
+    return segmentation(source, probabilities, FOUR, "binary", "redseg-test", "7")
+
+
+def test_the_exudates_are_reported_when_the_summary_carries_them(source, four_seg, tmp_path):
+    summary = ScreeningSummary(EXUDATES_FOUND, FOV, quality(), Referral(0.8, 0.74, True, {}))
+    data = to_bytes(structured_report(source, four_seg, summary, FOUR, "redseg-test", "7"))
+    assert dciodvfy_errors(data, tmp_path, iod="ComprehensiveSR") == []
+    sr = pydicom.dcmread(BytesIO(data))
+    values = report_values(sr)
+    for lesion, found in EXUDATES_FOUND.items():
+        assert values[lesion] == {"Number of lesions": found.count, "Area": found.area_pixels, "segmentation": four_seg.SOPInstanceUID,
+                                  "Area as a share of the field of view": pytest.approx(found.area_fraction_fov)}
+    assert [frame_and_finding(group) for group in sr.ContentSequence[-2].ContentSequence[:-1]] == [
+        (1, "Retinal microaneurysm"), (2, "Retinal hemorrhage"), (3, "Retinal exudates"), (4, "Soft exudate (cotton wool spot)")]
+    parameters = sr.ContentSequence[-2].ContentSequence[0]  # the algorithm's parameters name every threshold counted at
+    assert "SE threshold 0.6" in str(parameters)
+
+
+def test_a_red_lesion_summary_on_a_four_lesion_seg_refers_to_the_red_segments(source, four_seg, tmp_path):
+    summary = ScreeningSummary(LESIONS_FOUND, FOV, quality(), None, "no score here")
+    data = to_bytes(structured_report(source, four_seg, summary, FOUR, "redseg-test", "7"))
+    assert dciodvfy_errors(data, tmp_path, iod="ComprehensiveSR") == []
+    sr = pydicom.dcmread(BytesIO(data))
+    assert set(report_values(sr)) == {"MA", "HE", "photograph", "comments"}
+    assert [frame_and_finding(group) for group in sr.ContentSequence[-2].ContentSequence[:-1]] == [
+        (1, "Retinal microaneurysm"), (2, "Retinal hemorrhage")]
+
+
+def test_a_lesion_the_seg_lacks_is_an_error(source, seg):
+    with pytest.raises(ValueError, match="no segment for EX, SE"):
+        structured_report(source, seg, ScreeningSummary(EXUDATES_FOUND, FOV, quality(), None, "n"), FOUR, "m", "1")
+
+
+def frame_and_finding(group: pydicom.Dataset) -> tuple[int, str]:
+    """A planar ROI group's SEG frame number and finding."""
+    (image,) = [item for item in group.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "121214"]
+    (finding,) = [item for item in group.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "121071"]
+    return image.ReferencedSOPSequence[0].ReferencedFrameNumber, finding.ConceptCodeSequence[0].CodeMeaning
