@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from model.config import LESIONS
 
 STAGES = ("decode", "infer", "encode")
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -64,11 +64,14 @@ class Metrics:
         self.gpu_memory = Gauge(
             "redseg_gpu_memory_allocated_bytes", "GPU memory held by tensors, per device.", ["device"], registry=r
         )
-        for lesion in LESIONS:
-            self.area_fraction.labels(lesion=lesion)
-            self.components.labels(lesion=lesion)
         for stage in STAGES:
             self.stage_seconds.labels(stage=stage)
+
+    def watch_lesions(self, lesions: Iterable[str]) -> None:
+        """The per-lesion series, at zero until observed, for each lesion the served model segments."""
+        for lesion in lesions:
+            self.area_fraction.labels(lesion=lesion)
+            self.components.labels(lesion=lesion)
 
     def watch_gpu(self, device: str) -> None:
         if device.startswith("cuda"):

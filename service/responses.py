@@ -146,13 +146,14 @@ ANSWER_CONTENT = {
     AnswerFormat.ZIP.value: {
         "schema": {"type": "string", "format": "binary"},
         "description": f"Accept: application/zip. {SUMMARY_FILE} (this JSON answer, image fields null) and the PNG "
-        "files asked for by `outputs`: MA_mask.png, HE_mask.png (8-bit, 255 = lesion), MA_probability.png, "
-        "HE_probability.png (16-bit, probability = value / 65535), overlay.png.",
+        "files asked for by `outputs`, per lesion answered: <lesion>_mask.png (8-bit, 255 = lesion; MA_mask.png, "
+        "HE_mask.png, ...) and <lesion>_probability.png (16-bit, probability = value / 65535); overlay.png.",
     },
     AnswerFormat.DICOM.value: {
         "schema": {"type": "string", "format": "binary"},
         "description": "Accept: application/dicom, for a DICOM upload only. A DICOM Segmentation of the photograph "
-        "with two segments, MA and HE (BINARY masks, or FRACTIONAL probabilities with seg_type=fractional). "
+        "with a segment per lesion the model segments, MA and HE (and EX and SE for a model that segments exudates): "
+        "BINARY masks, or FRACTIONAL probabilities with seg_type=fractional. "
         f"The screening summary (the JSON answer's `screening`) comes in the {SCREENING_HEADER} header as JSON.",
     },
     AnswerFormat.DICOM_PARTS.value: {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.screening.referral import DISCLAIMER
@@ -68,7 +70,9 @@ class QualityResult(BaseModel):
 
 
 class ScreeningResult(BaseModel):
-    lesions: dict[str, LesionCountResult] = Field(description="At the model's operating thresholds, whatever threshold_* asks.")
+    lesions: dict[str, LesionCountResult] = Field(
+        description="The lesions answered (as in the answer's lesions), at the model's operating thresholds, whatever "
+        "threshold_* asks.")
     field_of_view: FieldOfViewResult
     quality: QualityResult
     referral: ReferralResult | None = Field(
@@ -78,10 +82,13 @@ class ScreeningResult(BaseModel):
     disclaimer: str = Field(DISCLAIMER)
 
     @classmethod
-    def of(cls, summary: ScreeningSummary) -> "ScreeningResult":
+    def of(cls, summary: ScreeningSummary, answers: Callable[[str], bool] = lambda lesion: True) -> "ScreeningResult":
+        """The summary's answer, with the lesions ``answers`` accepts."""
         referral = summary.referral
         return cls(
-            lesions={lesion: LesionCountResult(**vars(found)) for lesion, found in summary.lesions.items()},
+            lesions={
+                lesion: LesionCountResult(**vars(found)) for lesion, found in summary.lesions.items() if answers(lesion)
+            },
             field_of_view=FieldOfViewResult(**vars(summary.field_of_view)),
             quality=QualityResult(**vars(summary.quality) | {"reasons": list(summary.quality.reasons)}),
             referral=None if referral is None else ReferralResult(**vars(referral)),
@@ -136,15 +143,20 @@ class SegmentResponse(BaseModel):
 
     model: ModelInfo
     image: ImageInfo
-    lesions: dict[str, LesionResult] = Field(description="Per lesion: MA (microaneurysms) and HE (haemorrhages).")
+    lesions: dict[str, LesionResult] = Field(
+        description="Per lesion, in the model's order: MA (microaneurysms) and HE (haemorrhages), and EX (hard exudates) "
+        "and SE (soft exudates) with a model that segments them; only those outputs names, if it names any."
+    )
     overlay_png: str | None = Field(
         None,
-        description="Base64 RGB PNG of the photo with MA tinted and outlined in yellow and HE in cyan, MA drawn on top "
-        "where both cover a pixel (outputs=overlay). Null in the zip answer's result.json, where it is the file overlay.png.",
+        description="Base64 RGB PNG of the photo with each lesion answered tinted and outlined in its colour: MA yellow, "
+        "HE cyan, EX green, SE magenta; MA drawn on top where masks overlap (outputs=overlay). Null in the zip answer's "
+        "result.json, where it is the file overlay.png.",
     )
     screening: ScreeningResult = Field(
         description="Screening summary: lesion counts and areas, gradable field of view, red-lesion referral score. "
-        "An aid, not a grade: DR grading also depends on lesions RedSeg does not see (exudates, new vessels, macular oedema)."
+        "An aid, not a grade: the score weighs red lesions only, and DR grading also depends on exudates, new vessels "
+        "and macular oedema."
     )
     timings: Timings
 

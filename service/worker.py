@@ -38,7 +38,7 @@ class WorkerDied(RuntimeError):
 @dataclass(frozen=True)
 class InferenceResult:
     probabilities: np.ndarray
-    """float32 (2, H, W) in 0..1, channels in ``LESIONS`` order."""
+    """float32 (C, H, W) in 0..1, one channel per lesion the model segments, in ``WorkerPool.lesions`` order."""
     queue_wait_s: float
     infer_s: float
     device: str
@@ -186,10 +186,16 @@ class WorkerPool:
         for worker in self.workers:
             metrics.model_info.labels(name=first.name, version=first.version, sha256=first.sha256, device=worker.device).set(1)
             metrics.watch_gpu(worker.device)
+        metrics.watch_lesions(self.lesions)
 
     @property
     def checkpoint(self) -> Checkpoint:
         return self.workers[0].checkpoint
+
+    @property
+    def lesions(self) -> tuple[str, ...]:
+        """The lesions the served model segments, in its output channel (and thresholds') order."""
+        return self.checkpoint.config.lesions
 
     @property
     def ready(self) -> bool:

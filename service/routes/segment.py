@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from model.checkpoint import Checkpoint
-from model.config import LESIONS
+from model.config import ALL_LESIONS, LESION_NAMES
 from model.formats.dicom_seg import SEG_TYPES
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
@@ -20,7 +21,9 @@ from service.decoding import decode_photo
 from service.deps import Authorized, MetricsDep, PoolDep, SettingsDep
 from service.metrics import Metrics
 from service.dicom import dicom_files, require_dicom_source
-from service.rendering import DEFAULT_OUTPUTS, OUTPUTS, OUTPUTS_PATTERN, Rendered, parse_outputs, render
+from service.rendering import (
+    DEFAULT_OUTPUTS, OUTPUTS, Outputs, Rendered, lesion_not_served, outputs_pattern, parse_outputs, render,
+)
 from service.errors import ServiceError, internal_error, unavailable
 from service.image_checks import pixels_to_hold
 from service.responses import ANSWER_CONTENT, AnswerFormat, answer_response, dicom_response, negotiate
@@ -71,10 +74,72 @@ ERRORS = {
     }.items()
 }
 
-Threshold = Annotated[
-    float | None,
-    Query(ge=0.0, le=1.0, allow_inf_nan=False, description="Probability threshold for the mask (default: the model's)."),
-]
+THRESHOLDS = {
+    lesion: Annotated[
+        float | None,
+        Query(ge=0.0, le=1.0, allow_inf_nan=False, description=f"Probability threshold for the {LESION_NAMES[lesion]} "
+              f"({lesion}) mask (default: the model's operating threshold)."),
+    ]
+    for lesion in ALL_LESIONS
+}
+"""The ``threshold_<lesion>`` parameters' types; one for a lesion the served model does not segment is a 422."""
+
+OUTPUTS_DESCRIPTION = (
+    f"Comma-separated: any of {', '.join(OUTPUTS)} (the PNGs made; 'none' or nothing for statistics only), and any of "
+    "the lesions {lesions} (the lesions answered; none named: every lesion the served model segments)."
+)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    outputs: Outputs
+    thresholds: dict[str, float]
+    """The thresholds the request sets, by lesion."""
+    seg_type: str
+
+
+def segment_options(
+    pool: PoolDep,
+    threshold_ma: THRESHOLDS["MA"] = None,
+    threshold_he: THRESHOLDS["HE"] = None,
+    threshold_ex: THRESHOLDS["EX"] = None,
+    threshold_se: THRESHOLDS["SE"] = None,
+    outputs: Annotated[
+        str,
+        Query(
+            description=OUTPUTS_DESCRIPTION.format(lesions=", ".join(ALL_LESIONS)),
+            json_schema_extra={"pattern": outputs_pattern(ALL_LESIONS)},
+        ),
+    ] = DEFAULT_OUTPUTS,
+    seg_type: Annotated[
+        str, Query(pattern=f"^({'|'.join(SEG_TYPES)})$", description="DICOM SEG answer: binary masks or fractional probabilities.")
+    ] = SEG_TYPES[0],
+) -> SegmentOptions:
+    """The request's parameters, checked against the served model's lesions (422 for one it does not segment)."""
+    served = ALL_LESIONS if pool is None else pool.lesions
+    asked = {"MA": threshold_ma, "HE": threshold_he, "EX": threshold_ex, "SE": threshold_se}
+    thresholds = {lesion: value for lesion, value in asked.items() if value is not None}
+    for lesion in thresholds:
+        if lesion not in served:
+            raise lesion_not_served(f"threshold_{lesion.lower()}", lesion, served)
+    return SegmentOptions(parse_outputs(outputs, served), thresholds, seg_type)
+
+
+def describe_served_lesions(spec: dict[str, Any], lesions: tuple[str, ...]) -> None:
+    """The OpenAPI document's /segment as the served model answers it: ``threshold_*`` and ``outputs``'s lesions for
+    its lesions only."""
+    operation = spec["paths"]["/segment"]["post"]
+    parameters = []
+    for parameter in operation["parameters"]:
+        name = parameter["name"]
+        if name.startswith("threshold_") and name.removeprefix("threshold_").upper() not in lesions:
+            continue
+        if name == "outputs":
+            described = {"description": OUTPUTS_DESCRIPTION.format(lesions=", ".join(lesions))}
+            schema = parameter["schema"] | described | {"pattern": outputs_pattern(lesions)}
+            parameter = parameter | described | {"schema": schema}
+        parameters.append(parameter)
+    operation["parameters"] = parameters
 
 
 class ClientGone(Exception):
@@ -102,9 +167,9 @@ async def _infer(request: Request, pool: WorkerPool, job: Job, timeout_s: float)
 
 
 async def _render_and_summarise(
-    image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], wanted: frozenset[str], ckpt: Checkpoint
+    image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], wanted: Outputs, ckpt: Checkpoint
 ) -> tuple[Rendered, ScreeningSummary]:
-    """The answer's statistics and PNGs, and the screening summary, side by side in the thread pool."""
+    """The statistics of every lesion, the PNGs asked for and the screening summary, side by side in the thread pool."""
     masks = await run_in_threadpool(lesion_masks, probabilities, thresholds)
     return await asyncio.gather(
         run_in_threadpool(render, image, masks, wanted),
@@ -115,7 +180,8 @@ async def _render_and_summarise(
 @router.post(
     "/segment",
     response_model=SegmentResponse,
-    summary="Segment microaneurysms (MA) and haemorrhages (HE) in a fundus photograph",
+    summary="Segment the lesions of a fundus photograph: microaneurysms (MA) and haemorrhages (HE), and hard (EX) and "
+    "soft (SE) exudates with a model that segments them",
     dependencies=[Authorized],
     responses={200: {"content": ANSWER_CONTENT}} | ERRORS,
     openapi_extra=UPLOAD_BODY,
@@ -125,20 +191,9 @@ async def segment(
     settings: SettingsDep,
     pool: PoolDep,
     metrics: MetricsDep,
-    threshold_ma: Threshold = None,
-    threshold_he: Threshold = None,
-    outputs: Annotated[
-        str,
-        Query(
-            description=f"Comma-separated subset of {', '.join(OUTPUTS)}; 'none' for statistics only.",
-            json_schema_extra={"pattern": OUTPUTS_PATTERN.pattern},
-        ),
-    ] = DEFAULT_OUTPUTS,
-    seg_type: Annotated[
-        str, Query(pattern=f"^({'|'.join(SEG_TYPES)})$", description="DICOM SEG answer: binary masks or fractional probabilities.")
-    ] = SEG_TYPES[0],
+    options: Annotated[SegmentOptions, Depends(segment_options)],
 ) -> Response:
-    wanted = parse_outputs(outputs)
+    wanted = options.outputs
     answer_format = negotiate(request.headers.get("accept"))
     if pool is None or not pool.ready:
         raise unavailable("not_ready", "the model is not ready yet", 1 if pool is None else pool.retry_after())
@@ -151,7 +206,7 @@ async def segment(
             mapping = await pool.map(photo.pixels, reservation)
             if answer_format.is_dicom:
                 require_dicom_source(photo.dicom)
-                wanted = frozenset()
+                wanted = Outputs(frozenset())  # the SEG holds every lesion, and no PNGs are made
             decoded = time.perf_counter()
             job = pool.submit(photo.pixels, mapping)
             try:
@@ -162,12 +217,12 @@ async def segment(
                 metrics.inference_errors.inc()
                 return internal_error("inference failed", exc)
             inferred = time.perf_counter()
-            thresholds = _thresholds(pool.checkpoint, threshold_ma, threshold_he)
+            thresholds = dict(pool.checkpoint.thresholds) | options.thresholds
             rendered, summary = await _render_and_summarise(photo.pixels, result.probabilities, thresholds, wanted, pool.checkpoint)
             if answer_format.is_dicom:
                 with_sr = summary if answer_format is AnswerFormat.DICOM_PARTS else None
                 parts = await run_in_threadpool(
-                    dicom_files, photo.dicom, result.probabilities, thresholds, seg_type, pool.checkpoint, with_sr
+                    dicom_files, photo.dicom, result.probabilities, thresholds, options.seg_type, pool.checkpoint, with_sr
                 )
     except Overloaded as exc:
         raise unavailable(exc.reason, exc.detail, exc.retry_after_s) from None
@@ -183,19 +238,13 @@ async def segment(
     answer = SegmentResponse(
         model=ModelInfo(name=ckpt.name, version=ckpt.version, sha256=ckpt.sha256, device=result.device),
         image=ImageInfo(width=width, height=height),
-        lesions=rendered.lesions,
-        screening=ScreeningResult.of(summary),
+        lesions=wanted.pick(rendered.lesions),
+        screening=ScreeningResult.of(summary, wanted.answers),
         timings=timings,
     )
     if answer_format.is_dicom:
         return dicom_response(parts, answer)
     return await run_in_threadpool(answer_response, answer_format, answer, rendered.files)
-
-
-def _thresholds(ckpt: Checkpoint, threshold_ma: float | None, threshold_he: float | None) -> dict[str, float]:
-    """The checkpoint's operating thresholds, with those the request sets."""
-    asked = {lesion: t for lesion, t in zip(LESIONS, (threshold_ma, threshold_he)) if t is not None}
-    return dict(ckpt.thresholds) | asked
 
 
 def _observe(metrics: Metrics, image: np.ndarray, rendered: Rendered, summary: ScreeningSummary, timings: Timings) -> None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.dicom_files import photograph
-from tests.service.helpers import SAMPLE
+from tests.service.helpers import SAMPLE, make_settings, serve_in_thread, tiny_checkpoint
 from tests.dicom_files import to_bytes as dicom_bytes
 
 EXAMPLES_PER_OPERATION = 25
@@ -63,9 +63,15 @@ RUNS = [("GET /healthz", POSITIVE), ("GET /readyz", POSITIVE), ("GET /metrics", 
 """Negative data only where there are parameters to get wrong."""
 
 
-@pytest.fixture(scope="module")
-def api_schema(server: str):
-    return schemathesis.openapi.from_url(f"{server}/openapi.json")
+@pytest.fixture(scope="module", params=["two lesions", "four lesions"])
+def api_schema(request: pytest.FixtureRequest, server: str, tmp_path_factory: pytest.TempPathFactory):
+    """The main test server's (a two-lesion model), and a four-lesion model's: each documents its own lesions."""
+    if request.param == "two lesions":
+        yield schemathesis.openapi.from_url(f"{server}/openapi.json")
+        return
+    checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("four") / "four.safetensors", exudates=True)
+    with serve_in_thread(make_settings(checkpoint, fundus_check=True)) as base_url:
+        yield schemathesis.openapi.from_url(f"{base_url}/openapi.json")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from model.checkpoint import DEFAULT_CHECKPOINT
+from model.config import ALL_LESIONS, LESION_NAMES
+from model.screening.overlay import LESION_COLOURS
 from tests.dicom_files import photograph, sample_rgb, to_bytes
-from tests.service.helpers import ROOT, SAMPLE, running_server
+from tests.service.helpers import ROOT, SAMPLE, make_settings, png, running_server, serve_in_thread, tiny_checkpoint
 
 TOKEN = "viewer-test-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -135,3 +137,27 @@ def test_viewer_takes_a_dicom_photograph(browser: webdriver.Chrome, bundled_serv
     state, message = choose(browser, dicom)
     assert state == "done" and "1072x712" in message, message
     assert "DICOM" in browser.find_element(By.ID, "hint").text
+
+
+def test_viewer_shows_every_lesion_of_a_four_lesion_model(browser: webdriver.Chrome, tmp_path: Path):
+    """A layer (name, colour, show/hide), a mask canvas, a summary row and downloads for MA, HE, EX and SE."""
+    checkpoint = tiny_checkpoint(tmp_path / "four.safetensors", exudates=True)
+    photo = tmp_path / "small.png"
+    photo.write_bytes(png(sample_rgb(300, 200)))
+    with serve_in_thread(make_settings(checkpoint)) as base_url:
+        browser.get(base_url)
+        state, message = choose(browser, photo)
+        assert state == "done", message
+        labels = [label.text for label in browser.find_elements(By.CSS_SELECTOR, "#lesion-layers label")]
+        assert labels == [f"{LESION_NAMES[lesion]} ({lesion})" for lesion in ALL_LESIONS]
+        swatches = [s.value_of_css_property("background-color") for s in browser.find_elements(By.CSS_SELECTOR, ".swatch")]
+        assert swatches == [f"rgba({', '.join(map(str, LESION_COLOURS[lesion]))}, 1)" for lesion in ALL_LESIONS]
+        rows = [row.get_attribute("data-lesion") for row in browser.find_elements(By.CSS_SELECTOR, "#lesion-table tbody tr")]
+        assert rows == list(ALL_LESIONS)
+        canvases = browser.find_elements(By.CSS_SELECTOR, "#stage canvas.layer")
+        assert [c.get_attribute("id") for c in canvases] == [f"layer-{lesion}" for lesion in reversed(ALL_LESIONS)]
+        assert {(c.get_attribute("width"), c.get_attribute("height")) for c in canvases} == {("300", "200")}
+        browser.find_element(By.ID, "show-EX").click()
+        assert browser.execute_script("return document.getElementById('layer-EX').hidden") is True
+        links = [a.get_attribute("download") for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")]
+        assert links == [f"small_{lesion}_{kind}.png" for lesion in ALL_LESIONS for kind in ("mask", "prob")]

@@ -2,7 +2,13 @@
 // The RedSeg viewer: uploads a photograph to POST /segment and shows the lesion masks over it.
 // No build step and no external assets: everything comes from this server.
 
-const COLOURS = { MA: [255, 255, 0], HE: [0, 255, 255] };
+// Each lesion's name and colour, as on the server's overlay.png (model/screening/overlay.py).
+const LESIONS = {
+  MA: { name: "microaneurysms", colour: [255, 255, 0] },
+  HE: { name: "haemorrhages", colour: [0, 255, 255] },
+  EX: { name: "hard exudates", colour: [0, 255, 0] },
+  SE: { name: "soft exudates", colour: [255, 0, 255] },
+};
 const MAX_ZOOM = 16;
 const $ = (id) => document.getElementById(id);
 const view = { scale: 1, x: 0, y: 0, width: 0, height: 0 };
@@ -102,11 +108,58 @@ async function segmentFile(file) {
   }
   setStatus("busy", "Drawing the results", null);
   const body = JSON.parse(response.text);
+  const lesions = Object.keys(body.lesions);
+  showLesions(lesions);
   await showPhoto(file, body.image);
-  await Promise.all(Object.keys(COLOURS).map((lesion) => drawMask(lesion, body.lesions[lesion].mask_png)));
+  await Promise.all(lesions.map((lesion) => drawMask(lesion, body.lesions[lesion].mask_png)));
   showSummary(body.screening, body.model);
   showDownloads(file.name, body.lesions);
   setStatus("done", `Done: ${file.name} (${body.image.width}x${body.image.height}) in ${body.timings.total_s.toFixed(1)} s.`);
+}
+
+// ---- lesions: a layer, a mask canvas and a summary row for each lesion the model segments --------
+
+function lesionInfo(lesion) {
+  return LESIONS[lesion] || { name: lesion, colour: [255, 255, 255] };
+}
+
+function element(tag, properties = {}, children = []) {
+  const made = Object.assign(document.createElement(tag), properties);
+  made.append(...children);
+  return made;
+}
+
+function layerControl(lesion, checked) {
+  const { name, colour } = lesionInfo(lesion);
+  const box = element("input", { id: `show-${lesion}`, type: "checkbox", checked });
+  const swatch = element("i", { className: "swatch" });
+  swatch.style.background = `rgb(${colour.join(", ")})`;
+  return element("label", {}, [box, " ", swatch, ` ${name} (${lesion})`]);
+}
+
+function summaryRow(lesion) {
+  const cells = ["count", "area", "fraction"].map((kind) => element("td", { className: kind }));
+  const row = element("tr", {}, [element("td", { textContent: lesion, title: lesionInfo(lesion).name }), ...cells]);
+  row.dataset.lesion = lesion;
+  return row;
+}
+
+function showLesions(lesions) {
+  const shown = (lesion) => !$(`show-${lesion}`) || $(`show-${lesion}`).checked;
+  $("lesion-layers").replaceChildren(...lesions.map((lesion) => layerControl(lesion, shown(lesion))));
+  for (const canvas of document.querySelectorAll("#stage canvas.layer")) canvas.remove();
+  // Drawn in reverse order, as overlay.png is: the first lesion (MA) on top.
+  const canvases = lesions.map((lesion) => element("canvas", { id: `layer-${lesion}`, className: "layer" }));
+  $("stage").append(...canvases.reverse());
+  $("lesion-table").tBodies[0].replaceChildren(...lesions.map(summaryRow));
+  layers();
+}
+
+function layers() {
+  for (const canvas of document.querySelectorAll("#stage canvas.layer")) {
+    canvas.hidden = !$(canvas.id.replace("layer-", "show-")).checked;
+    canvas.style.opacity = $("opacity").value;
+  }
 }
 
 // ---- drawing -----------------------------------------------------------------------------------
@@ -144,7 +197,7 @@ async function drawMask(lesion, base64) {
   context.drawImage(await createImageBitmap(await pngBlob(base64)), 0, 0);
   const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
   const data = pixels.data;
-  const [r, g, b] = COLOURS[lesion];
+  const [r, g, b] = lesionInfo(lesion).colour;
   for (let i = 0; i < data.length; i += 4) {
     const on = data[i] > 127;
     data[i] = r;
@@ -168,6 +221,7 @@ function clearResults() {
 function showSummary(screening, model) {
   for (const [lesion, found] of Object.entries(screening.lesions)) {
     const row = document.querySelector(`#lesion-table tr[data-lesion="${lesion}"]`);
+    if (!row) continue;
     row.querySelector(".count").textContent = found.count;
     row.querySelector(".area").textContent = found.area_pixels.toLocaleString("en");
     row.querySelector(".fraction").textContent = (100 * found.area_fraction_fov).toFixed(3);
@@ -312,15 +366,7 @@ function wireControls() {
       segmentFile(event.dataTransfer.files[0]);
     });
   }
-  const layers = () => {
-    for (const lesion of Object.keys(COLOURS)) {
-      const canvas = $(`layer-${lesion}`);
-      canvas.hidden = !$(`show-${lesion}`).checked;
-      canvas.style.opacity = $("opacity").value;
-    }
-  };
-  for (const id of ["show-MA", "show-HE", "opacity"]) $(id).addEventListener("input", layers);
-  layers();
+  for (const id of ["lesion-layers", "opacity"]) $(id).addEventListener("input", layers);
   const token = $("token");
   token.value = sessionStorage.getItem("redseg-token") || "";
   token.addEventListener("change", () => sessionStorage.setItem("redseg-token", token.value.trim()));
