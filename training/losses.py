@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import LESIONS
+from model.config import RED_LESIONS
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -201,12 +201,15 @@ class DeepSupervision(nn.Module):
         side_weights: float | list[float] = 1.0,
         fused_weight: float = 1.0,
         lesion_weights: dict[str, float] | None = None,
+        lesions: tuple[str, ...] = RED_LESIONS,
     ):
         super().__init__()
         self.loss = loss
         self.side_weights = side_weights
         self.fused_weight = float(fused_weight)
-        self.lesion_weights = {lesion: 1.0 for lesion in LESIONS} | dict(lesion_weights or {})
+        self.lesions = tuple(lesions)
+        """The output's channels, in order."""
+        self.lesion_weights = {lesion: 1.0 for lesion in self.lesions} | dict(lesion_weights or {})
 
     def side_weight(self, index: int, count: int) -> float:
         if isinstance(self.side_weights, (int, float)):
@@ -218,7 +221,7 @@ class DeepSupervision(nn.Module):
     def forward(self, output, target: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros((), device=target.device)
         parts: dict[str, float] = {}
-        for channel, lesion in enumerate(LESIONS):
+        for channel, lesion in enumerate(self.lesions):
             lesion_target = target[:, channel : channel + 1]
             lesion_total = torch.zeros((), device=target.device)
             if self.fused_weight:

@@ -18,6 +18,7 @@ import numpy as np
 
 from model.config import ALL_LESIONS
 from model.fov import fov_mask
+from model.screening.macula import exudates_near_macula, find_macula
 
 FEATURES_VERSION = 1
 """Bumped whenever a feature's definition changes (cached features of older versions are recomputed)."""
@@ -137,11 +138,18 @@ def lesion_counts(
     return counts
 
 
+MACULA_FEATURES = ("EX_count_macula", "EX_area_macula")
+"""Hard exudates at the operating threshold within one disc diameter of the fovea (``model.screening.macula``):
+regions touching that zone, and the share of it they cover."""
+
+
 def feature_names(levels: Iterable[str] = LEVELS, lesions: Iterable[str] = ALL_LESIONS) -> list[str]:
-    """Every feature ``image_features`` can give: ``<lesion>_<count|area>_<level>``, soft area, maximum."""
+    """Every feature ``image_features`` can give: ``<lesion>_<count|area>_<level>``, soft area, maximum, and
+    with hard exudates the ``MACULA_FEATURES``."""
     lesions = list(lesions)
     names = [f"{lesion}_{kind}_{level}" for level in levels for lesion in lesions for kind in ("count", "area")]
-    return names + [f"{lesion}_{kind}" for lesion in lesions for kind in ("soft", "max")]
+    names += [f"{lesion}_{kind}" for lesion in lesions for kind in ("soft", "max")]
+    return names + (list(MACULA_FEATURES) if "EX" in lesions else [])
 
 
 def image_features(
@@ -150,10 +158,12 @@ def image_features(
     fov: FieldOfView,
     names: Iterable[str] | None = None,
     counted: Mapping[str, dict[str, LesionCount]] | None = None,
+    image: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The named features (default: all) of one photograph for the referral score; areas are shares of the field of view.
 
-    ``counted`` holds ``lesion_counts`` already made, by level, so they are not counted again.
+    ``counted`` holds ``lesion_counts`` already made, by level, so they are not counted again. The
+    ``MACULA_FEATURES`` need the photograph, ``image``, to find its macula.
     """
     names = list(feature_names(lesions=thresholds) if names is None else names)
     unknown = sorted(set(names) - set(feature_names(lesions=thresholds)))
@@ -172,4 +182,15 @@ def image_features(
             features[f"{lesion}_soft"] = cv2.sumElems(probabilities[channel])[0] / max(fov.area_pixels, 1)
         if f"{lesion}_max" in names:
             features[f"{lesion}_max"] = float(probabilities[channel].max(initial=0.0))
+    if set(MACULA_FEATURES) & set(names):
+        features |= macula_features(probabilities, thresholds, image)
     return {name: features[name] for name in names}
+
+
+def macula_features(probabilities: np.ndarray, thresholds: Mapping[str, float], image: np.ndarray | None) -> dict[str, float]:
+    """The ``MACULA_FEATURES`` of one photograph."""
+    if image is None:
+        raise ValueError("the macula features need the photograph, to find its macula")
+    channel = list(thresholds).index("EX")
+    count, share = exudates_near_macula(probabilities[channel] >= thresholds["EX"], find_macula(image))
+    return {"EX_count_macula": float(count), "EX_area_macula": share}

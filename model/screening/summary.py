@@ -74,7 +74,7 @@ def summarise(
         score, note = None, ungradable_note(quality)
     if score is None:
         return ScreeningSummary(lesions, fov, quality, None, note)
-    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}))
+    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}, image))
     validation = quoted_validation(score.validation, checkpoint.name, checkpoint.version)
     referral = Referral(value, score.operating_point, value >= score.operating_point, validation)
     return ScreeningSummary(lesions, fov, quality, referral)

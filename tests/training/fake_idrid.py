@@ -13,8 +13,9 @@ REAL_IDRID = Path(__file__).resolve().parents[3] / "shared" / "data" / "idrid"
 
 
 def make_fake_idrid(root: Path, names=("IDRiD_01", "IDRiD_02"), size=(96, 144), split="train",
-                    with_he=("IDRiD_01",), seed=0) -> Path:
-    """Write ``names`` as JPEG images with MA (always) and HE (for ``with_he``) 1-channel TIFF masks."""
+                    with_he=("IDRiD_01",), seed=0, exudates: bool = False) -> Path:
+    """Write ``names`` as JPEG images with MA (always) and HE (for ``with_he``) 1-channel TIFF masks; with
+    ``exudates`` also a bright hard exudate (EX masks) on every image and a pale soft one on those in ``with_he``."""
     rng = np.random.default_rng(seed)
     height, width = size
     images = root / IMAGES_DIR / SPLITS[split]
@@ -31,10 +32,17 @@ def make_fake_idrid(root: Path, names=("IDRiD_01", "IDRiD_02"), size=(96, 144), 
             cv2.circle(ma, (int(x), int(y)), 1, 255, -1)
         cv2.circle(he, (width // 2 + 10, height // 2), 6, 255, -1)
         bgr[(ma > 0) | (he > 0)] = (10, 25, 90)
+        ex, se = np.zeros_like(ma), np.zeros_like(ma)
+        if exudates:
+            cv2.circle(ex, (width // 3, height // 3), 5, 255, -1)
+            cv2.circle(se, (2 * width // 3, 2 * height // 3), 7, 255, -1)
+            bgr[ex > 0] = (60, 220, 240)
+            if name in with_he:
+                bgr[se > 0] = (200, 200, 210)
         cv2.imwrite(str(images / f"{name}.jpg"), bgr)
         masks = root / MASKS_DIR / SPLITS[split]
-        for lesion, mask in (("MA", ma), ("HE", he)):
-            if lesion == "HE" and name not in with_he:
+        for lesion, mask in (("MA", ma), ("HE", he), ("EX", ex), ("SE", se)):
+            if (lesion in ("HE", "SE") and name not in with_he) or (lesion in ("EX", "SE") and not exudates):
                 continue
             folder = masks / LESION_DIRS[lesion]
             folder.mkdir(parents=True, exist_ok=True)

@@ -32,11 +32,16 @@ class StoredPhotograph:
     masks: np.ndarray
     """bool (C, h, w) at the working scale, one channel per lesion of the store."""
     stages: dict[int, np.ndarray]
-    """Per stage (1..5), its output (channels, h / 2**(stage-1), w / 2**(stage-1)), float16, memory-mapped."""
+    """Per stage (1..5), its output (channels, h / 2**(stage-1), w / 2**(stage-1)), float16."""
+
+    def in_memory(self) -> StoredPhotograph:
+        """The same photograph with its stage outputs read into memory (cropping from them is much faster)."""
+        return StoredPhotograph(self.name, self.masks, {stage: np.array(values) for stage, values in self.stages.items()})
 
 
-def store_key(checkpoint_sha256: str, stages: tuple[int, ...], lesions: tuple[str, ...]) -> str:
-    parts = {"version": STORE_VERSION, "checkpoint": checkpoint_sha256, "stages": stages, "lesions": lesions}
+def store_key(checkpoint_sha256: str, lesions: tuple[str, ...]) -> str:
+    """The store's folder name: what decides its contents (a stage's file is added where a run needs it)."""
+    parts = {"version": STORE_VERSION, "checkpoint": checkpoint_sha256, "lesions": lesions}
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -73,7 +78,7 @@ def build_store(
     stored = []
     for sample in samples:
         target = folder / sample.name
-        if not (target / "masks.npy").is_file():
+        if not all((target / name).is_file() for name in ["masks.npy", *(f"stage{s}.npy" for s in stages)]):
             item = cache.get(sample)
             image, masks = pad_to_stride(item.image, item.masks, model.encoder.stride)
             target.mkdir(exist_ok=True)
@@ -85,6 +90,7 @@ def build_store(
 
 
 def open_stored(target: Path, stages: tuple[int, ...]) -> StoredPhotograph:
+    """A stored photograph's masks and ``stages`` (memory-mapped)."""
     stage_maps = {stage: np.load(target / f"stage{stage}.npy", mmap_mode="r") for stage in stages}
     return StoredPhotograph(target.name, np.load(target / "masks.npy"), stage_maps)
 

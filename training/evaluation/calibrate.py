@@ -24,7 +24,6 @@ from tqdm import tqdm
 from model.calibration import LOGIT_LIMIT, Calibration, Platt
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.cli_help import plain_help
-from model.config import LESIONS
 from model.devices import resolve_device
 from model.fov import fov_mask
 from training.evaluation.evaluate import add_data_arguments, select_samples
@@ -38,7 +37,7 @@ RELIABILITY_BINS = 15
 
 def logit_histograms(probabilities: np.ndarray, masks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Counts (lesion, [background, lesion], BINS) of the pixels inside ``valid``, by logit(score)."""
-    counts = np.zeros((len(LESIONS), 2, BINS), dtype=np.int64)
+    counts = np.zeros((len(probabilities), 2, BINS), dtype=np.int64)
     for channel, (probability, mask) in enumerate(zip(probabilities, masks)):
         p = np.clip(probability[valid].astype(np.float64), 1e-7, 1 - 1e-7)
         index = np.clip(((np.log(p) - np.log1p(-p) + LOGIT_LIMIT) / (2 * LOGIT_LIMIT) * BINS).astype(np.int64), 0, BINS - 1)
@@ -137,10 +136,10 @@ def collect(checkpoint, samples, settings, progress: bool) -> np.ndarray:
     return np.stack(histograms)
 
 
-def fit_mode(per_image: np.ndarray, folds: int) -> tuple[dict[str, Platt], dict]:
+def fit_mode(per_image: np.ndarray, folds: int, lesions: Sequence[str]) -> tuple[dict[str, Platt], dict]:
     """Each lesion's Platt scaling on all images, and its reliability raw, cross-fitted and in-sample."""
     scalings, report = {}, {}
-    for channel, lesion in enumerate(LESIONS):
+    for channel, lesion in enumerate(lesions):
         lesion_images = per_image[:, channel]
         pooled = lesion_images.sum(axis=0)
         scalings[lesion] = fit_platt(pooled)
@@ -156,6 +155,35 @@ def fit_mode(per_image: np.ndarray, folds: int) -> tuple[dict[str, Platt], dict]
     return scalings, report
 
 
+def lesions_to_fit(checkpoint, asked: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The lesions to fit, in the model's order: those asked, or all; all where the checkpoint has no calibration yet."""
+    lesions = checkpoint.config.lesions
+    unknown = sorted(set(asked or ()) - set(lesions))
+    if unknown:
+        raise ValueError(f"--lesions: the model segments {', '.join(lesions)}, not {', '.join(unknown)}")
+    if not asked or checkpoint.calibration is None:
+        return lesions
+    return tuple(lesion for lesion in lesions if lesion in asked)
+
+
+def referral_reads(referral: dict | None, lesions: tuple[str, ...]) -> bool:
+    """Whether a stored referral score has features of any of ``lesions``."""
+    return referral is not None and any(name.split("_")[0] in lesions for name in referral.get("features", lesions))
+
+
+def keep_others(checkpoint, calibration: Calibration, thresholds: dict, fitted: tuple[str, ...]) -> tuple[Calibration, dict]:
+    """The new calibration and thresholds, with the checkpoint's own for every lesion not in ``fitted``."""
+    if fitted == checkpoint.config.lesions:
+        return calibration, thresholds
+    old = checkpoint.calibration
+    modes = {
+        mode: {lesion: (scalings[lesion] if lesion in fitted else old.for_mode(mode)[lesion]) for lesion in scalings}
+        for mode, scalings in calibration.modes.items()
+    }
+    kept = {lesion: (thresholds[lesion] if lesion in fitted else checkpoint.thresholds[lesion]) for lesion in thresholds}
+    return Calibration(modes, calibration.raw_thresholds, calibration.fitted_on | {"lesions": list(fitted)}), kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="redseg-calibrate", description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, metavar="PATH",
@@ -165,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tta", default="none,hflip,flips",
                         help="comma-separated test-time augmentation modes to fit (always includes none)")
     parser.add_argument("--folds", type=int, default=5, help="folds of images for the cross-fitted calibration error")
+    parser.add_argument("--lesions", type=lambda text: tuple(t.strip().upper() for t in text.split(",") if t.strip()),
+                        metavar="LIST", help="fit only these lesions, e.g. EX,SE (branches just added); the others keep "
+                        "their calibration, thresholds and the referral score (default: every lesion of the model)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="the network's precision, as the service will run it (default auto)")
@@ -179,8 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         modes = ["none", *(check_tta(m.strip()) for m in args.tta.split(",") if m.strip() not in ("", "none"))]
-        samples = select_samples(args)
         checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+        samples = select_samples(args, checkpoint.config.lesions)
+        fitted = lesions_to_fit(checkpoint, args.lesions)
     except (DatasetLayoutError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"redseg-calibrate: error: {exc}", file=sys.stderr)
         return 2
@@ -191,26 +223,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mode in modes:
         settings = TileSettings(fov_mask=True, precision=args.precision, tta=mode)
         per_image = collect(checkpoint, samples, settings, progress=not args.no_progress)
-        scalings[mode], reports[mode] = fit_mode(per_image, args.folds)
-    thresholds = {lesion: reports["none"][lesion]["best_f1"]["threshold"] for lesion in LESIONS}
+        scalings[mode], reports[mode] = fit_mode(per_image, args.folds, checkpoint.config.lesions)
+    thresholds = {lesion: reports["none"][lesion]["best_f1"]["threshold"] for lesion in checkpoint.config.lesions}
     images = [s.name for s in samples]
     calibration = Calibration(scalings, checkpoint.raw_thresholds, {"images": images, "folds": args.folds,
                                                                      "precision": args.precision})
-    stale = checkpoint.referral is not None  # its referral score read the uncalibrated maps
-    written = update_metadata(args.checkpoint, args.write, drop=(REFERRAL_KEY, LEGACY_REFERRAL_KEY), calibration=calibration.to_dict(),
-                              thresholds=thresholds)
+    calibration, thresholds = keep_others(checkpoint, calibration, thresholds, fitted)
+    stale = referral_reads(checkpoint.referral, fitted)  # it read maps now recalibrated
+    drop = (REFERRAL_KEY, LEGACY_REFERRAL_KEY) if stale else ()
+    written = update_metadata(args.checkpoint, args.write, drop=drop, calibration=calibration.to_dict(), thresholds=thresholds)
     if stale:
         print(f"redseg-calibrate: {written} no longer carries its referral score, fitted on uncalibrated maps: "
               "fit it again (redseg-screen --write, make screen)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": str(written), "images": images, "thresholds": thresholds, "modes": reports}
     (args.out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
-    curves = {lesion: {f"raw, tta {mode}": reports[mode][lesion]["raw"] for mode in modes} for lesion in LESIONS}
-    for lesion in LESIONS:
+    curves = {lesion: {f"raw, tta {mode}": reports[mode][lesion]["raw"] for mode in modes} for lesion in fitted}
+    for lesion in fitted:
         curves[lesion] |= {f"calibrated (cross-fitted), tta {m}": reports[m][lesion]["cross_fitted"] for m in modes}
     plot_reliability(args.out / "reliability.png", curves, f"{checkpoint.name} {checkpoint.version}: {len(images)} hold-out images")
     for mode in modes:
-        for lesion in LESIONS:
+        for lesion in fitted:
             r = reports[mode][lesion]
             print(f"tta {mode:8} {lesion}: ECE raw {r['raw']['ece']:.5f}, calibrated {r['cross_fitted']['ece']:.5f} "
                   f"(cross-fitted; {r['in_sample']['ece']:.5f} in-sample); best-F1 threshold {r['best_f1']['threshold']:.2f}")

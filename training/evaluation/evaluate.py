@@ -29,7 +29,7 @@ import torch
 from model.backends import BACKENDS, backend_of, load_for_inference
 from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError
 from model.cli_help import plain_help
-from model.config import LESIONS
+from model.config import ALL_LESIONS, LESIONS
 from model.devices import resolve_device
 from model.fov import fov_mask
 from model.inference import TileSettings, predict_probabilities
@@ -45,7 +45,7 @@ from training.evaluation.metrics import PUBLISHED_AUC_PR, PRAccumulator
 from training.evaluation.pr_plots import plot_pr_curves
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-"""RGB uint8 (H, W, 3) -> per-lesion probabilities float32 (2, H, W) in LESIONS order."""
+"""RGB uint8 (H, W, 3) -> per-lesion probabilities float32 (C, H, W), one channel per lesion of the model."""
 
 AnySample = Sample | FolderSample
 """An IDRiD sample or a labelled folder's photograph."""
@@ -68,9 +68,9 @@ def _accumulators(lesions: Sequence[str] = LESIONS) -> dict[str, PRAccumulator]:
     return {lesion: PRAccumulator() for lesion in lesions}
 
 
-def marked_lesions(samples: Sequence[AnySample]) -> tuple[str, ...]:
-    """The lesions the set marks: IDRiD marks both; a labelled folder those it has mask folders for."""
-    return tuple(lesion for lesion in LESIONS if lesion in samples[0].mask_paths) if samples else LESIONS
+def marked_lesions(samples: Sequence[AnySample], segmented: Sequence[str] = LESIONS) -> tuple[str, ...]:
+    """The lesions both the set marks and the model segments (``segmented``, in its order)."""
+    return tuple(lesion for lesion in segmented if samples and lesion in samples[0].mask_paths)
 
 
 def load_labelled(sample: AnySample) -> Labelled:
@@ -78,7 +78,7 @@ def load_labelled(sample: AnySample) -> Labelled:
     if isinstance(sample, FolderSample):
         return sample.load()
     image, masks = load_sample(sample)
-    return Labelled(image, dict(zip(LESIONS, masks)))
+    return Labelled(image, dict(zip(sample.mask_paths, masks)))
 
 
 def evaluate_samples(
@@ -97,13 +97,13 @@ def evaluate_samples(
     scored and zeroes the probabilities outside it.
     """
     start = time.perf_counter()
-    lesions = marked_lesions(samples)
+    lesions = marked_lesions(samples, list(thresholds))
     result = Evaluation(pooled=_accumulators(lesions), without_fov=_accumulators(lesions) if compare_fov else None,
                         regions={lesion: FROCAccumulator(thresholds[lesion]) for lesion in lesions})
     for sample in tqdm(samples, desc="evaluate", unit="image", disable=not progress):
         labelled = load_labelled(sample)
         probabilities = predict(labelled.image)
-        expected = (len(LESIONS), *labelled.image.shape[:2])
+        expected = (len(thresholds), *labelled.image.shape[:2])
         if probabilities.shape != expected:
             raise ValueError(f"{sample.name}: prediction {probabilities.shape} does not match masks {expected}")
         result.per_image.append(_score_image(result, sample.name, labelled, probabilities, thresholds))
@@ -117,12 +117,12 @@ def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilitie
     row: dict = {"image": name}
     if result.without_fov is not None:
         for lesion, acc in result.without_fov.items():
-            acc.update(probabilities[LESIONS.index(lesion)], labelled.truth[lesion], labelled.valid)
+            acc.update(probabilities[list(thresholds).index(lesion)], labelled.truth[lesion], labelled.valid)
         probabilities = probabilities * fov_mask(labelled.image)
     if labelled.valid is not None:
         probabilities = probabilities * labelled.valid
     for lesion in result.pooled:
-        probability, truth = probabilities[LESIONS.index(lesion)], labelled.truth[lesion]
+        probability, truth = probabilities[list(thresholds).index(lesion)], labelled.truth[lesion]
         others = [mask for other, mask in labelled.truth.items() if other != lesion]
         single = PRAccumulator()
         single.update(probability, truth, labelled.valid)
@@ -220,7 +220,7 @@ def _write_csv(path: Path, rows: list[dict], thresholds: Mapping[str, float]) ->
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            for lesion in (lesion for lesion in LESIONS if lesion in row):
+            for lesion in (lesion for lesion in ALL_LESIONS if lesion in row):
                 figures = {k: v for k, v in row[lesion].items() if k in columns}
                 writer.writerow({"image": row["image"], "lesion": lesion, "threshold": thresholds[lesion], **figures})
 
@@ -281,8 +281,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, out_help: str = "folder 
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def select_samples(args: argparse.Namespace) -> list[Sample]:
-    samples = list_samples(args.data, args.split)
+def select_samples(args: argparse.Namespace, lesions: Sequence[str] = LESIONS) -> list[Sample]:
+    """The IDRiD samples the arguments select, with the masks of ``lesions``."""
+    samples = list_samples(args.data, args.split, tuple(lesions))
     if args.holdout:
         return split_holdout(samples)[1]
     if args.images:
@@ -358,8 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.photos is not None
         if args.masks and not folder:
             raise ValueError("--masks needs --photos (the labelled folder's photographs)")
-        samples = folder_samples(args) if folder else select_samples(args)
         checkpoint = load_for_inference(args.checkpoint, resolve_device(args.device), args.backend)
+        samples = folder_samples(args) if folder else select_samples(args, checkpoint.config.lesions)
     except (DatasetLayoutError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"redseg-evaluate: error: {exc}", file=sys.stderr)
         return 2

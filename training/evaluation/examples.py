@@ -12,7 +12,6 @@ from tqdm import tqdm
 
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.cli_help import plain_help
-from model.config import LESIONS
 from model.inference import TileSettings, predict_probabilities
 from model.screening.masks import binary_mask
 from model.screening.overlay import LESION_COLOURS, overlay
@@ -35,13 +34,14 @@ def densest_window(masks: np.ndarray, size: int) -> tuple[int, int]:
 
 
 def example_figure(path: Path, name: str, image: np.ndarray, truth: np.ndarray, predicted: dict[str, np.ndarray]) -> Path:
+    """Ground truth (C, H, W, channels in ``predicted``'s lesion order) beside the prediction, whole and close up."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
 
-    truth_overlay = overlay(image, {lesion: truth[i] for i, lesion in enumerate(LESIONS)})
+    truth_overlay = overlay(image, {lesion: truth[i] for i, lesion in enumerate(predicted)})
     predicted_overlay = overlay(image, predicted)
     y, x = densest_window(truth, ZOOM)
     fig, axes = plt.subplots(2, 2, figsize=(12, 9.5), dpi=110)
@@ -54,8 +54,8 @@ def example_figure(path: Path, name: str, image: np.ndarray, truth: np.ndarray, 
         axes[1, column].set_title(f"{title}, full-resolution close-up")
     for ax in axes.ravel():
         ax.set_axis_off()
-    handles = [Patch(color=np.array(LESION_COLOURS[lesion]) / 255, label=lesion) for lesion in LESIONS]
-    fig.legend(handles=handles, loc="lower center", ncol=2)
+    handles = [Patch(color=np.array(LESION_COLOURS[lesion]) / 255, label=lesion) for lesion in predicted]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles))
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -74,23 +74,19 @@ def main(argv: list[str] | None = None) -> int:
 
     wanted = [name.strip() for name in args.images.split(",") if name.strip()]
     try:
-        samples = {sample.name: sample for sample in list_samples(args.data, args.split)}
-    except DatasetLayoutError as exc:
+        checkpoint = load_checkpoint(args.checkpoint)
+        samples = {sample.name: sample for sample in list_samples(args.data, args.split, checkpoint.config.lesions)}
+    except (DatasetLayoutError, CheckpointError) as exc:
         print(f"redseg-examples: error: {exc}", file=sys.stderr)
         return 2
     missing = [name for name in wanted if name not in samples]
     if missing:
         print(f"redseg-examples: error: not in {args.data} ({args.split}): {', '.join(missing)}", file=sys.stderr)
         return 2
-    try:
-        checkpoint = load_checkpoint(args.checkpoint)
-    except CheckpointError as exc:
-        print(f"redseg-examples: error: {exc}", file=sys.stderr)
-        return 2
     for name in tqdm(wanted, desc="examples", unit="image", file=sys.stderr):
         image, truth = load_sample(samples[name])
         probabilities = predict_probabilities(checkpoint.model, image, TileSettings(), checkpoint.calibration)
-        predicted = {lesion: binary_mask(probabilities[i], checkpoint.thresholds[lesion]) for i, lesion in enumerate(LESIONS)}
+        predicted = {lesion: binary_mask(probabilities[i], checkpoint.thresholds[lesion]) for i, lesion in enumerate(checkpoint.thresholds)}
         print(example_figure(args.out / f"{name}_example.png", name, image, truth, predicted))
     return 0
 

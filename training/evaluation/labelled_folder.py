@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.config import ALL_LESIONS
 from model.formats.images import read_image
 from training.data.idrid import DatasetLayoutError, read_mask_values
 
@@ -136,8 +137,8 @@ def parse_lesion_folder(text: str) -> tuple[str, Path]:
     """``MA=DIR`` as (lesion, folder), for ``--masks``."""
     lesion, sep, folder = text.partition("=")
     lesion = lesion.strip().upper()
-    if not sep or lesion not in ("MA", "HE") or not folder:
-        raise ValueError(f"--masks takes LESION=FOLDER with LESION MA or HE, got {text!r}")
+    if not sep or lesion not in ALL_LESIONS or not folder:
+        raise ValueError(f"--masks takes LESION=FOLDER with LESION one of {', '.join(ALL_LESIONS)}, got {text!r}")
     return lesion, Path(folder)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model.config import LESIONS
 
 
 def plot_reliability(path: str | Path, curves: dict[str, dict[str, dict]], title: str) -> None:
@@ -14,8 +13,8 @@ def plot_reliability(path: str | Path, curves: dict[str, dict[str, dict]], title
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(LESIONS), figsize=(5.5 * len(LESIONS), 5), squeeze=False)
-    for ax, lesion in zip(axes[0], LESIONS):
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 5), squeeze=False)
+    for ax, lesion in zip(axes[0], curves):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
         for label, curve in curves[lesion].items():
             shown = [i for i, n in enumerate(curve["pixels"]) if n > 0]

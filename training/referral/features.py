@@ -54,7 +54,7 @@ def photograph_features(path: Path, checkpoint: Checkpoint, tiles: TileSettings)
     image = read_image(path)
     probabilities = predict_probabilities(checkpoint.model, image, tiles, checkpoint.calibration)  # as served
     fov = field_of_view(image)
-    return image_features(probabilities, checkpoint.thresholds, fov)
+    return image_features(probabilities, checkpoint.thresholds, fov, image=image)
 
 
 def extract_features(

@@ -98,7 +98,7 @@ def test_layout_errors_are_clear(labelled):
     with pytest.raises(DatasetLayoutError, match="no photographs"):
         list_folder_samples([labelled / "empty"], {"MA": labelled / "gt/ma"})
     with pytest.raises(ValueError, match="LESION=FOLDER"):
-        parse_lesion_folder("EX=dir")
+        parse_lesion_folder("OD=dir")
 
 
 def test_an_oracle_finds_every_region_and_ranks_every_photograph(labelled):
