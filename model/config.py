@@ -36,6 +36,8 @@ class RedSegConfig:
     """VGG stages whose last conv feeds the hard-exudate branch; empty: the model has no EX output."""
     se_stages: tuple[int, ...] = ()
     """Likewise for soft exudates."""
+    exudate_hidden: int = 0
+    """Hidden channels of the EX and SE branches' side convs (1x1, ReLU, 1x1); 0: one 1x1 conv, as MA's and HE's."""
     working_long_side: int = 1440
     """Images are resized so their longer side has this many pixels (IDRiD 4288x2848 -> 1440x956),
     unless ``fov_diameter`` is set."""
@@ -58,6 +60,8 @@ class RedSegConfig:
             if (required and not stages) or any(s not in range(1, 6) for s in stages) or len(set(stages)) != len(stages):
                 raise ValueError(f"{name} must be distinct VGG stages in 1..5, got {stages}")
             object.__setattr__(self, name, tuple(sorted(stages)))
+        if self.exudate_hidden < 0:
+            raise ValueError(f"exudate_hidden must be non-negative, got {self.exudate_hidden}")
         if self.working_long_side < 32:
             raise ValueError(f"working_long_side must be at least 32, got {self.working_long_side}")
         if self.fov_diameter is not None and not self.fov_diameter >= 32:

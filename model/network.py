@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from model.config import VGG16_STAGE_CONVS, RedSegConfig
+from model.config import EXUDATES, VGG16_STAGE_CONVS, RedSegConfig
 
 
 class VGGEncoder(nn.Module):
@@ -60,13 +60,20 @@ class VGGEncoder(nn.Module):
         return taps
 
 
+def side_conv(in_channels: int, hidden: int) -> nn.Module:
+    """A stage's side output: one 1x1 conv, or with ``hidden`` two with a ReLU between them."""
+    if not hidden:
+        return nn.Conv2d(in_channels, 1, kernel_size=1)
+    return nn.Sequential(nn.Conv2d(in_channels, hidden, kernel_size=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, kernel_size=1))
+
+
 class SideOutputBranch(nn.Module):
     """1x1 side convs on some stages, bilinear upsampling to the input size, a 1x1 fusion conv."""
 
-    def __init__(self, stages: tuple[int, ...], stage_channels: tuple[int, ...]):
+    def __init__(self, stages: tuple[int, ...], stage_channels: tuple[int, ...], hidden: int = 0):
         super().__init__()
         self.stages = stages
-        self.side_convs = nn.ModuleList(nn.Conv2d(stage_channels[s - 1], 1, kernel_size=1) for s in stages)
+        self.side_convs = nn.ModuleList(side_conv(stage_channels[s - 1], hidden) for s in stages)
         self.fuse = nn.Conv2d(len(stages), 1, kernel_size=1)
         nn.init.constant_(self.fuse.weight, 1.0 / len(stages))
         nn.init.zeros_(self.fuse.bias)
@@ -96,7 +103,10 @@ class RedSeg(nn.Module):
         tapped = tuple(sorted(set().union(*config.branch_stages.values())))
         self.encoder = VGGEncoder(channels, config.batch_norm, num_stages=max(tapped), keep=tapped)
         self.branches = nn.ModuleDict(
-            {lesion: SideOutputBranch(stages, channels) for lesion, stages in config.branch_stages.items()}
+            {
+                lesion: SideOutputBranch(stages, channels, config.exudate_hidden if lesion in EXUDATES else 0)
+                for lesion, stages in config.branch_stages.items()
+            }
         )
 
     def forward(self, x: torch.Tensor) -> RedSegOutput:

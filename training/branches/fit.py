@@ -37,9 +37,10 @@ class BranchFitConfig:
 class Branches(nn.Module):
     """The new branches, by lesion, on a list of stage outputs (index stage - 1)."""
 
-    def __init__(self, stages: dict[str, tuple[int, ...]], stage_channels: tuple[int, ...]):
+    def __init__(self, stages: dict[str, tuple[int, ...]], stage_channels: tuple[int, ...], hidden: int = 0):
         super().__init__()
-        self.branches = nn.ModuleDict({lesion: SideOutputBranch(s, stage_channels) for lesion, s in stages.items()})
+        self.hidden = hidden
+        self.branches = nn.ModuleDict({lesion: SideOutputBranch(s, stage_channels, hidden) for lesion, s in stages.items()})
 
     def forward(self, taps: list[torch.Tensor | None], size: tuple[int, int]):
         fused, sides = [], {}

@@ -38,7 +38,8 @@ def add_branches(source: Path, branches: Branches, out: Path, provenance: dict, 
     taken = sorted(set(new) & set(checkpoint.config.lesions))
     if taken:
         raise ValueError(f"{source} already has branches for {taken}")
-    config = replace(checkpoint.config, **{f"{lesion.lower()}_stages": b.stages for lesion, b in branches.branches.items()})
+    stages = {f"{lesion.lower()}_stages": b.stages for lesion, b in branches.branches.items()}
+    config = replace(checkpoint.config, exudate_hidden=branches.hidden, **stages)
     model = RedSeg(config)
     missing, unexpected = model.load_state_dict(checkpoint.model.state_dict(), strict=False)
     if unexpected or any(not key.startswith(tuple(f"branches.{lesion}." for lesion in new)) for key in missing):
