@@ -16,8 +16,10 @@ PUBLISHED_AUC_PR = {
     "L-Seg": {"MA": 0.4627, "HE": 0.6374},
     "HED": {"MA": 0.4271, "HE": 0.5084},
     "VRT (IDRiD winner)": {"MA": 0.4951, "HE": 0.6804},
+    "IDRiD leaderboard best (about)": {"EX": 0.88, "SE": 0.71},
 }
-"""Published AUC_PR on the official IDRiD test split (the Red-Seg paper), for context only."""
+"""Published AUC_PR on the official IDRiD test split, for context only: the Red-Seg paper's table for MA and HE,
+the challenge leaderboard's best entries (rounded, as quoted in issue 25) for hard and soft exudates."""
 
 
 class PRAccumulator:

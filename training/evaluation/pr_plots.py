@@ -10,7 +10,7 @@ import numpy as np
 from training.evaluation.metrics import IDRID_THRESHOLDS, PUBLISHED_AUC_PR, PRAccumulator
 from training.figures import save_figure
 
-COLOURS = {"MA": "tab:red", "HE": "tab:blue"}
+COLOURS = {"MA": "tab:red", "HE": "tab:blue", "EX": "tab:olive", "SE": "tab:purple"}
 CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 1025)
 
 
@@ -42,10 +42,11 @@ def plot_pr_curves(
             ax.plot(op["recall"], op["precision"], "*", color=colour, ms=14, mec="black",
                     label=f"{lesion} @ {thresholds[lesion]:.3f}: P {op['precision']:.3f} R {op['recall']:.3f} "
                           f"F1 {op['f1']:.3f}")
-        if lesion in published.get(reference, {}):
-            value = published[reference][lesion]
+        anchor = next((method for method in (reference, *published) if lesion in published[method]), None)
+        if anchor is not None:
+            value = published[anchor][lesion]
             ax.axhline(value, color=colour, ls=":", lw=1,
-                       label=f"{reference} published {lesion} AUC_PR {value:.4f} (IDRiD test)")
+                       label=f"{anchor} published {lesion} AUC_PR {value:.4f} (IDRiD test)")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7)
