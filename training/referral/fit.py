@@ -20,13 +20,21 @@ from model.screening.referral import ReferralScore, log_features
 DEFAULT_FEATURES = (
     "MA_count_op", "MA_area_op", "HE_count_op", "HE_area_op",
     "MA_count_p90", "HE_count_p90", "MA_soft", "HE_soft",
+    "EX_count_op", "EX_area_op", "EX_soft", "EX_count_macula", "EX_area_macula",
+    "SE_count_op", "SE_area_op", "SE_soft",
 )  # fmt: skip
+"""The score's features; a model's score takes those of the lesions it segments (``default_features``)."""
 TARGET_SENSITIVITY = 0.85
 """Sensitivity aimed for on the fitting photographs, so that unseen ones keep 0.80 or more."""
 REGULARISATION = 1.0
 """Inverse L2 strength of the logistic regression on standardised features."""
 
 Rows = Sequence[Mapping[str, float]]
+
+
+def default_features(lesions: Sequence[str]) -> list[str]:
+    """The ``DEFAULT_FEATURES`` of the lesions a model segments."""
+    return [name for name in DEFAULT_FEATURES if name.split("_")[0] in lesions]
 
 
 def feature_unit(name: str) -> float:
@@ -82,7 +90,8 @@ class CrossValidation:
 
 
 def cross_validate(
-    rows: Rows, labels: np.ndarray, features: Sequence[str], folds: int = 5, repeats: int = 5, seed: int = 0
+    rows: Rows, labels: np.ndarray, features: Sequence[str], folds: int = 5, repeats: int = 5, seed: int = 0,
+    target: float = TARGET_SENSITIVITY,
 ) -> CrossValidation:
     """Repeated stratified k-fold: out-of-fold scores, and calls at operating points chosen inside each fold."""
     n = len(labels)
@@ -94,7 +103,7 @@ def cross_validate(
         for train, test in split:
             train_rows = [rows[i] for i in train]
             inner = out_of_fold_scores(train_rows, labels[train], features, folds, seed + 1000 + repeat)
-            point = threshold_for_sensitivity(inner, labels[train])
+            point = threshold_for_sensitivity(inner, labels[train], target)
             model = fit_score(train_rows, labels[train], features)
             scores[repeat, test] = model.scores([rows[i] for i in test])
             referred[repeat, test] = scores[repeat, test] >= point
@@ -102,13 +111,14 @@ def cross_validate(
     return CrossValidation(scores.mean(axis=0), referred, points)
 
 
-def cross_validated_rule(values: np.ndarray, labels: np.ndarray, folds: int = 5, repeats: int = 5, seed: int = 0) -> np.ndarray:
+def cross_validated_rule(values: np.ndarray, labels: np.ndarray, folds: int = 5, repeats: int = 5, seed: int = 0,
+                         target: float = TARGET_SENSITIVITY) -> np.ndarray:
     """(repeats, n) calls of ``value >= N``, N chosen in each fold on its training photographs for the target sensitivity."""
     referred = np.zeros((repeats, len(labels)), dtype=bool)
     for repeat in range(repeats):
         split = StratifiedKFold(folds, shuffle=True, random_state=seed + repeat).split(np.zeros(len(labels)), labels)
         for train, test in split:
-            referred[repeat, test] = values[test] >= threshold_for_sensitivity(values[train], labels[train])
+            referred[repeat, test] = values[test] >= threshold_for_sensitivity(values[train], labels[train], target)
     return referred
 
 

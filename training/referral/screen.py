@@ -26,11 +26,11 @@ from training.referral.grading import DEFAULT_ROOT, REFERABLE_GRADE, GradedImage
 from training.data.idrid import DatasetLayoutError
 from training.referral.features import DEFAULT_CACHE, extract_features
 from training.referral.fit import (
-    DEFAULT_FEATURES,
     TARGET_SENSITIVITY,
     auc_with_interval,
     cross_validate,
     cross_validated_rule,
+    default_features,
     fit_score,
     rule_figures,
     threshold_for_sensitivity,
@@ -50,7 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, metavar="DIR", help="IDRiD grading folder")
     parser.add_argument("--out", type=Path, default=Path("runs/screening"), metavar="DIR")
     parser.add_argument("--write", action="store_true", help="store the refitted score in the checkpoint")
-    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="comma-separated feature names")
+    parser.add_argument("--features", help="comma-separated feature names (default: those of training.referral.fit."
+                        "DEFAULT_FEATURES whose lesion the model segments)")
+    parser.add_argument("--target-sensitivity", type=float, default=TARGET_SENSITIVITY, metavar="S",
+                        help=f"the operating point is set for this sensitivity on the fitting photographs (default {TARGET_SENSITIVITY})")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the k-fold split, averaged")
     parser.add_argument("--bootstrap", type=int, default=2000, help="resamples for the 95%% intervals")
@@ -61,25 +64,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as the service's REDSEG_PRECISION")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    args.features = [name.strip() for name in args.features.split(",") if name.strip()]
-    unknown = sorted(set(args.features) - set(feature_names()))
-    if unknown:
-        parser.error(f"unknown features {unknown}; known: {', '.join(feature_names())}")
+    if args.features is not None:
+        args.features = [name.strip() for name in args.features.split(",") if name.strip()]
+        unknown = sorted(set(args.features) - set(feature_names()))
+        if unknown:
+            parser.error(f"unknown features {unknown}; known: {', '.join(feature_names())}")
+    if not 0 < args.target_sensitivity <= 1:
+        parser.error(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
     return args
 
 
 def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> tuple[dict, ReferralScore, np.ndarray]:
     """The validation figures, the score refitted on every photograph, and the out-of-fold scores."""
     labels = np.array([image.referable for image in images], dtype=int)
-    cv = cross_validate(rows, labels, args.features, args.folds, args.repeats, args.seed)
+    cv = cross_validate(rows, labels, args.features, args.folds, args.repeats, args.seed, args.target_sensitivity)
     boot = dict(resamples=args.bootstrap, seed=args.seed)
     score_figures = auc_with_interval(labels, cv.scores, **boot) | rule_figures(labels, cv.referred, **boot)
-    operating_point = threshold_for_sensitivity(cv.scores, labels)
+    operating_point = threshold_for_sensitivity(cv.scores, labels, args.target_sensitivity)
     validation = {
         "target": f"referable diabetic retinopathy (IDRiD grade >= {REFERABLE_GRADE})",
         "data": f"IDRiD disease grading, training set: {len(labels)} photographs, {int(labels.sum())} referable",
         "method": f"{args.repeats}x repeated stratified {args.folds}-fold cross-validation, out-of-fold scores; "
-        f"operating point per fold for sensitivity >= {TARGET_SENSITIVITY} on that fold's training photographs; "
+        f"operating point per fold for sensitivity >= {args.target_sensitivity} on that fold's training photographs; "
         f"95% intervals by {args.bootstrap} bootstrap resamples of photographs",
         "roc_auc": round(score_figures["auc"], 4),
         "roc_auc_ci95": [round(v, 4) for v in score_figures["auc_ci95"]],
@@ -97,7 +103,8 @@ def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespa
         "single_features": {name: auc_with_interval(labels, _column(rows, f), **boot) for name, f in SINGLE_FEATURES.items()},
         "rules": {name: rule_figures(labels, _column(rows, f) >= n, **boot) for name, (f, n) in RULES.items()}
         | {
-            name: rule_figures(labels, cross_validated_rule(_column(rows, f), labels, args.folds, args.repeats, args.seed), **boot)
+            name: rule_figures(labels, cross_validated_rule(_column(rows, f), labels, args.folds, args.repeats, args.seed,
+                                                            args.target_sensitivity), **boot)
             for name, f in FOLD_RULES.items()
         },
         "validation": validation,
@@ -115,9 +122,10 @@ def write_report(out: Path, images: list[GradedImage], rows: list[dict], metrics
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / "per_image.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", "grade", "referable", "score_out_of_fold", *feature_names()])
+        names = [name for name in feature_names() if rows and name in rows[0]]
+        writer.writerow(["image", "grade", "referable", "score_out_of_fold", *names])
         for image, row, score in zip(images, rows, scores):
-            writer.writerow([image.name, image.grade, int(image.referable), f"{score:.4f}", *(f"{row[n]:.6g}" for n in feature_names())])
+            writer.writerow([image.name, image.grade, int(image.referable), f"{score:.4f}", *(f"{row[n]:.6g}" for n in names)])
     labels = np.array([image.referable for image in images], dtype=int)
     curves = {"referral score (CV)": (scores, metrics["score"]["auc"])}
     curves |= {name: (_column(rows, SINGLE_FEATURES[name]), m["auc"]) for name, m in metrics["single_features"].items()}
@@ -154,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         images = list_graded(args.data)[: args.limit]
         checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
         digest = model_digest(args.checkpoint)
+        args.features = args.features or default_features(checkpoint.config.lesions)
+        missing = sorted({name.split("_")[0] for name in args.features} - set(checkpoint.config.lesions))
+        if missing:
+            raise CheckpointError(f"--features: the model does not segment {', '.join(missing)}")
     except (DatasetLayoutError, CheckpointError, RuntimeError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
