@@ -20,6 +20,8 @@ class GradedImage:
     name: str
     path: Path
     grade: int
+    macular_oedema: int = 0
+    """IDRiD's risk of macular oedema: 0 none, 1 hard exudates beyond one disc diameter of the macula's centre, 2 within it."""
 
     @property
     def referable(self) -> bool:
@@ -45,7 +47,7 @@ def list_graded(root: str | Path) -> list[GradedImage]:
             path = images / f"{name}.jpg"
             if not path.is_file():
                 raise DatasetLayoutError(f"{path} is listed in {labels.name} but missing")
-            graded.append(GradedImage(name, path, int(row[1])))
+            graded.append(GradedImage(name, path, int(row[1]), int(row[2]) if len(row) > 2 and row[2].strip() else 0))
     if not graded:
         raise DatasetLayoutError(f"{labels} lists no photographs")
     return sorted(graded, key=lambda g: g.name)

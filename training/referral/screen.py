@@ -110,7 +110,18 @@ def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespa
         "validation": validation,
         "disclaimer": DISCLAIMER,
     }
+    if any(image.macular_oedema for image in images):
+        metrics["macular_oedema"] = macular_oedema_figures(images, rows, args)
     return metrics, score, cv.scores
+
+
+def macular_oedema_figures(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> dict:
+    """How well the same features tell a photograph with a risk of macular oedema (IDRiD's grade > 0), cross-validated."""
+    labels = np.array([image.macular_oedema > 0 for image in images], dtype=int)
+    cv = cross_validate(rows, labels, args.features, args.folds, args.repeats, args.seed, args.target_sensitivity)
+    boot = dict(resamples=args.bootstrap, seed=args.seed)
+    return {"target": "risk of macular oedema (IDRiD grade > 0)", "positives": int(labels.sum())} | auc_with_interval(
+        labels, cv.scores, **boot) | rule_figures(labels, cv.referred, **boot)
 
 
 def _column(rows: list[dict], name: str) -> np.ndarray:
@@ -144,6 +155,10 @@ def format_table(metrics: dict) -> str:
     ]
     lines += [f"| {name} (single feature) | {_auc(m)} | | |" for name, m in metrics["single_features"].items()]
     lines += [f"| rule: {name} | | {_rate(m, 'sensitivity')} | {_rate(m, 'specificity')} |" for name, m in metrics["rules"].items()]
+    if "macular_oedema" in metrics:
+        m = metrics["macular_oedema"]
+        lines.append(f"| the same features for {m['target']}, cross-validated | {_auc(m)} | {_rate(m, 'sensitivity')} | "
+                     f"{_rate(m, 'specificity')} |")
     return "\n".join(lines)
 
 
