@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(  # /docs and /redoc with their assets served here, no CDN
         static_url="/static/docs",
         title="RedSeg",
-        summary="Red-lesion (microaneurysm, haemorrhage) segmentation of colour fundus photographs.",
+        summary="Lesion segmentation of colour fundus photographs: microaneurysms and haemorrhages, and hard and "
+        "soft exudates where the served model has those branches.",
         description=f"Viewer for people at [/](/). Each answer carries a screening summary. **{DISCLAIMER}**",
         version=app_version(),
         lifespan=lifespan,

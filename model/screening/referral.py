@@ -1,4 +1,4 @@
-"""The red-lesion referral score: a logistic model on a photograph's screening features, stored in the checkpoint.
+"""The referral score: a logistic model on a photograph's screening features, stored in the checkpoint.
 
 Pure numpy so the service needs no fitting library; ``training/referral/screen.py`` fits it. Each feature
 enters as ``log1p(value / unit)``, standardised with the training photographs' mean and scale.
@@ -19,6 +19,18 @@ DISCLAIMER = (
     "(hard and soft exudates, new vessels, macular oedema). The score reflects red lesions only; "
     "a photograph below the operating point can still need referral."
 )
+"""What the answer says of a model that segments the red lesions only."""
+EXUDATE_DISCLAIMER = (
+    "An aid, not a grade: diabetic-retinopathy grading also depends on what RedSeg does not see "
+    "(new vessels, venous beading, macular thickening). The score reflects the red lesions and exudates "
+    "it segments; a photograph below the operating point can still need referral."
+)
+"""What the answer says of a model that also segments hard and soft exudates."""
+
+
+def disclaimer(lesions: Sequence[str]) -> str:
+    """The disclaimer that fits a model segmenting ``lesions``."""
+    return EXUDATE_DISCLAIMER if "EX" in lesions else DISCLAIMER
 
 
 INDEPENDENT_VALIDATION: dict[tuple[str, str], dict] = {

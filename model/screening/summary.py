@@ -12,7 +12,7 @@ from model.config import RED_LESIONS
 from model.screening.features import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
 from model.screening.masks import LesionMasks
 from model.screening.quality import ImageQuality, assess_quality
-from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError, quoted_validation
+from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError, disclaimer, quoted_validation
 
 NO_SCORE = "this checkpoint carries no fitted referral score (fit one with redseg-screen)"
 
@@ -72,12 +72,13 @@ def summarise(
     score, note = referral_score(checkpoint)
     if not quality.gradable:
         score, note = None, ungradable_note(quality)
+    caveat = disclaimer(checkpoint.config.lesions)
     if score is None:
-        return ScreeningSummary(lesions, fov, quality, None, note)
+        return ScreeningSummary(lesions, fov, quality, None, note, caveat)
     value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}, image))
     validation = quoted_validation(score.validation, checkpoint.name, checkpoint.version)
     referral = Referral(value, score.operating_point, value >= score.operating_point, validation)
-    return ScreeningSummary(lesions, fov, quality, referral)
+    return ScreeningSummary(lesions, fov, quality, referral, disclaimer=caveat)
 
 
 def one_line(summary: ScreeningSummary) -> str:
