@@ -153,8 +153,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8000
 
-# Liveness over HTTP with the image's own Python (no curl in the image). The start period
-# covers the model load and the warm-up inference (slow on CPU).
+# Liveness over HTTP with the image's own Python (no curl in the image). /healthz answers once
+# the server listens, the model loading behind it (docs/operations.md#start-up); the start period is slack.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('UVICORN_PORT', '8000'); r = urllib.request.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 

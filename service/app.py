@@ -1,4 +1,5 @@
-"""The FastAPI application: settings, lifespan (model loading), middleware, routes, metrics."""
+"""The FastAPI application: settings, lifespan (the model loaded while the server listens), middleware, routes,
+metrics."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from service.routes import health, segment
 from service.routes.pages import install_pages
 from service.settings import Settings
 from service.shutdown import Drain, DrainMiddleware
+from service.startup import Loading
 from service.version import app_version
 from service.worker import WorkerPool
 
@@ -74,25 +76,62 @@ def load_pool(settings: Settings, metrics: Metrics) -> WorkerPool:
     return pool
 
 
+def load_in_thread(settings: Settings, metrics: Metrics, loading: Loading) -> WorkerPool:
+    loading.begin(settings)
+    return load_pool(settings, metrics)
+
+
+async def load(app: FastAPI, loading: Loading) -> WorkerPool | None:
+    """The pool, loaded in a thread while the server listens; None if the load failed (``loading.fail`` says why)."""
+    try:
+        return await asyncio.to_thread(load_in_thread, app.state.settings, app.state.metrics, loading)
+    except StartupError as exc:
+        loading.fail(str(exc))
+    except Exception as exc:
+        log.critical("cannot start: the model failed to load", exc_info=exc)
+        loading.fail(f"cannot start: {type(exc).__name__}: {exc}")
+    return None
+
+
+async def serve_when_loaded(app: FastAPI, loading: Loading) -> None:
+    """Load the model, start its workers, then keep them (and the heap) in order until cancelled."""
+    pool = await load(app, loading)
+    if pool is None or loading.stopping:
+        return
+    pool.start()
+    app.state.pool = pool
+    app.state.drain.on_expire.append(pool.abandon_waiting)
+    loading.done()
+    await asyncio.gather(pool.supervise(), trim_after_requests(lambda: app.state.drain.finished))
+
+
+async def stop_serving(app: FastAPI, loading: Loading, serving: asyncio.Task) -> None:
+    loading.stopping = True
+    if app.state.pool is None and not serving.done():
+        log.warning("shutting down while the model loads: the process exits once the load in hand ends")
+        await asyncio.wait({serving})  # a thread cannot be interrupted; a model loaded now is not served
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    pool = app.state.pool
+    if pool is not None:
+        await asyncio.to_thread(pool.stop, WORKER_STOP_TIMEOUT_S)
+        app.state.drain.on_expire.remove(pool.abandon_waiting)
+        app.state.pool = None
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The server listens at once; the model loads behind it (``service.startup``)."""
     settings: Settings = app.state.settings
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     limit_arenas()
-    pool = load_pool(settings, app.state.metrics)
-    pool.start()
-    app.state.pool = pool
-    app.state.drain.on_expire.append(pool.abandon_waiting)
-    background = [asyncio.create_task(pool.supervise()), asyncio.create_task(trim_after_requests(lambda: app.state.drain.finished))]
+    loading: Loading = app.state.loading
+    serving = asyncio.create_task(serve_when_loaded(app, loading))
     try:
         yield
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.to_thread(pool.stop, WORKER_STOP_TIMEOUT_S)
-        app.state.drain.on_expire.remove(pool.abandon_waiting)
-        app.state.pool = None
+        await stop_serving(app, loading, serving)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -110,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics = Metrics()
     app.state.pool = None
     app.state.drain = drain = Drain()
+    app.state.loading = Loading()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(segment.router)

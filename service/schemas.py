@@ -173,7 +173,8 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    status: str = Field("ok", description="ok, or failed when the model failed to load (detail then says why).")
+    detail: str | None = None
 
 
 class WorkerStatus(BaseModel):
@@ -188,5 +189,9 @@ class Readiness(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     ready: bool
+    reason: str | None = Field(
+        None, description="Why not, when not ready: loading the model (making its OpenVINO model at a first start), "
+        "warming it up, a worker restarting, shutting down."
+    )
     model: ModelInfo | None = None
     workers: list[WorkerStatus] = []

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from types import FrameType
 
 import uvicorn
@@ -32,7 +33,8 @@ def configure_logging() -> None:
 
 class GracefulServer(uvicorn.Server):
     """On the first SIGTERM or SIGINT, drain (``service.shutdown``) before uvicorn's own shutdown;
-    a second signal stops at once. The process then exits with status 0."""
+    a second signal stops at once. The process then exits with status 0; after a failed model load
+    (``service.startup``), with status 1."""
 
     def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float):
         super().__init__(config)
@@ -40,6 +42,12 @@ class GracefulServer(uvicorn.Server):
         self.grace_s = grace_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining: asyncio.Task | None = None
+        self.failed = False
+
+    def stop_failed(self, message: str) -> None:
+        """The model failed to load: stop now (the load's error is in the log)."""
+        self.failed = True
+        self.should_exit = True
 
     async def startup(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -75,7 +83,9 @@ def build_server(host: str, port: int, settings: Settings | None = None) -> Grac
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_graceful_shutdown=UVICORN_CLOSE_TIMEOUT_S,
     )
-    return GracefulServer(config, app.state.drain, settings.shutdown_grace_s)
+    server = GracefulServer(config, app.state.drain, settings.shutdown_grace_s)
+    app.state.loading.on_failure.append(server.stop_failed)
+    return server
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         server.grace_s, WORKER_STOP_TIMEOUT_S,
     )
     server.run()
+    if server.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

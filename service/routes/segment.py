@@ -196,7 +196,7 @@ async def segment(
     wanted = options.outputs
     answer_format = negotiate(request.headers.get("accept"))
     if pool is None or not pool.ready:
-        raise unavailable("not_ready", "the model is not ready yet", 1 if pool is None else pool.retry_after())
+        raise request.app.state.loading.not_ready(pool)
     data = await read_image_field(request, settings.max_upload_bytes)
     started = time.perf_counter()
     try:

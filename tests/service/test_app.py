@@ -19,7 +19,7 @@ from service import version
 from service.app import StartupError, create_app, load_pool
 from service.metrics import Metrics
 from service.settings import Settings
-from tests.service.helpers import free_port, make_settings, serve_subprocess
+from tests.service.helpers import free_port, make_settings, serve_subprocess, wait_until
 
 
 @pytest.mark.slow  # starts redseg-serve
@@ -47,8 +47,9 @@ def test_lifespan_loads_the_model_not_the_import(checkpoint: Path):
     app = create_app(make_settings(checkpoint))
     assert app.state.pool is None
     with TestClient(app) as http:
-        assert app.state.pool is not None
         assert http.get("/healthz").json() == {"status": "ok"}
+        wait_until(lambda: http.get("/readyz").status_code == 200, 60, "/readyz")
+        assert app.state.pool is not None
     assert app.state.pool is None
 
 

@@ -154,8 +154,12 @@ def test_not_ready_until_the_warm_up_has_run(checkpoint, monkeypatch: pytest.Mon
     monkeypatch.setattr(service.worker, "predict_probabilities", gated_predict)
     with serve_in_thread(make_settings(checkpoint), wait=False) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/healthz").status_code == 200
-        ready = http.get("/readyz")
+        deadline = time.monotonic() + 60
+        while "model" not in (ready := http.get("/readyz")).json():  # the model loads after the server listens
+            assert ready.status_code == 503 and time.monotonic() < deadline
+            time.sleep(0.05)
         assert ready.status_code == 503 and ready.json()["workers"][0]["warm"] is False
+        assert ready.json()["reason"] == "warming up the model"
         busy = segment(http, image_of_width(60))
         assert busy.status_code == 503 and "Retry-After" in busy.headers
         gate.set()
