@@ -36,16 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redseg-train-branches", description=plain_help(__doc__.split("\n\n")[0]))
     parser.add_argument("--checkpoint", type=Path, required=True, metavar="PATH", help="the trained checkpoint to add branches to")
     parser.add_argument("--write", type=Path, required=True, metavar="PATH", help="the checkpoint to write")
-    parser.add_argument("--stages", type=stages_argument, nargs="+", default=[("EX", (3, 4, 5)), ("SE", (3, 4, 5))],
-                        metavar="LESION=STAGES", help="the branches to add and the VGG stages each taps (default EX=3,4,5 SE=3,4,5)")
+    parser.add_argument("--stages", type=stages_argument, nargs="+", default=[("EX", (2, 3, 4, 5)), ("SE", (2, 3, 4, 5))],
+                        metavar="LESION=STAGES", help="the branches to add and the VGG stages each taps (default EX=2,3,4,5 SE=2,3,4,5)")
+    parser.add_argument("--hidden", type=int, default=32, metavar="N",
+                        help="hidden channels of the side convs (1x1, ReLU, 1x1); 0: one 1x1 conv as MA's and HE's (default 32)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR", help="IDRiD's folder (default: beside the project)")
     parser.add_argument("--holdout", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
                         default=DEFAULT_HOLDOUT, metavar="NAMES", help="photographs left out of training and measured "
                         f"(default: IDRiD's usual hold-out, {DEFAULT_HOLDOUT[0]}..{DEFAULT_HOLDOUT[-1]}, every 5th)")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help=f"where stage outputs are stored (default {DEFAULT_STORE})")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="folder for log.jsonl, metrics.json and curves.png")
-    parser.add_argument("--bce-iterations", type=int, default=1500, help="class-balanced BCE steps (default 1500)")
-    parser.add_argument("--fnfp-iterations", type=int, default=500, help="balanced FN+FP steps after them (default 500)")
+    parser.add_argument("--bce-iterations", type=int, default=900, help="class-balanced BCE steps (default 900)")
+    parser.add_argument("--fnfp-iterations", type=int, default=300, help="balanced FN+FP steps after them (default 300)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")

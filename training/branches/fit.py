@@ -24,8 +24,8 @@ from training.losses import DeepSupervision, build_loss
 
 @dataclass(frozen=True)
 class BranchFitConfig:
-    balanced_bce_iterations: int = 1500
-    fnfp_iterations: int = 500
+    balanced_bce_iterations: int = 900
+    fnfp_iterations: int = 300
     crop: int = 256
     batch_size: int = 16
     learning_rate: float = 1e-3

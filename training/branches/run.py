@@ -54,10 +54,10 @@ def train_branches(args: argparse.Namespace) -> dict:
     train_stored, holdout_stored = stored[: len(train)], stored[len(train) :]
     channels = [lesions.index(lesion) for lesion in stages]
     config = BranchFitConfig(args.bce_iterations, args.fnfp_iterations, batch_size=args.batch_size, seed=args.seed)
-    branches = Branches(stages, checkpoint.config.stage_channels)
+    branches = Branches(stages, checkpoint.config.stage_channels, args.hidden)
     log = fit_branches(branches, [s.in_memory() for s in train_stored], channels, config, progress)
     ap = working_scale_ap(branches, holdout_stored, channels, fov_masks(cache, holdout, checkpoint.model.encoder.stride))
-    report = {"stages": stages, "fit": asdict(config), "train": [s.name for s in train], "holdout": [s.name for s in holdout],
+    report = {"stages": stages, "hidden": args.hidden, "fit": asdict(config), "train": [s.name for s in train], "holdout": [s.name for s in holdout],
               "holdout_working_scale_ap": ap}
     add_branches(args.checkpoint, branches, args.write, report)
     if args.out is not None:

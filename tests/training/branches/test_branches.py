@@ -59,6 +59,8 @@ def separable_photographs(count: int, rng: np.random.Generator) -> list[StoredPh
 def test_fitting_learns_a_separable_lesion():
     rng = np.random.default_rng(0)
     branches = Branches({"EX": (3,)}, (1, 2, 4, 8, 8))
+    with torch.no_grad():  # start from a branch that has it backwards
+        branches.branches["EX"].side_convs[0].weight.fill_(0.0)[:, 0] = -1.0
     before = working_scale_ap(branches, separable_photographs(3, np.random.default_rng(9)), [0])["EX"]
     log = fit_branches(branches, separable_photographs(6, rng), [0], BranchFitConfig(60, 20, crop=32, batch_size=4,
                        learning_rate=0.05), progress=False)
