@@ -47,6 +47,9 @@ from training.evaluation.pr_plots import plot_pr_curves
 Predictor = Callable[[np.ndarray], np.ndarray]
 """RGB uint8 (H, W, 3) -> per-lesion probabilities float32 (C, H, W), one channel per lesion of the model."""
 
+LOOK_ALIKE = {"MA": "HE", "HE": "MA", "EX": "SE", "SE": "EX"}
+"""A served region on the look-alike lesion's ground truth is not counted as a false one (where the set marks it)."""
+
 AnySample = Sample | FolderSample
 """An IDRiD sample or a labelled folder's photograph."""
 
@@ -123,11 +126,11 @@ def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilitie
         probabilities = probabilities * labelled.valid
     for lesion in result.pooled:
         probability, truth = probabilities[list(thresholds).index(lesion)], labelled.truth[lesion]
-        others = [mask for other, mask in labelled.truth.items() if other != lesion]
+        partner = labelled.truth.get(LOOK_ALIKE[lesion])
         single = PRAccumulator()
         single.update(probability, truth, labelled.valid)
         result.pooled[lesion].merge(single)
-        regions = result.regions[lesion].update(probability, truth, others[0] if others else None)
+        regions = result.regions[lesion].update(probability, truth, partner)
         row[lesion] = {**_image_figures(single, thresholds[lesion]), "holds_lesion": bool(truth.any()),
                        **asdict(regions)}
         if labelled.marked is not None:

@@ -7,8 +7,8 @@ exactly the mask the service returns at t), and its regions are its 8-connected 
 - a ground-truth region is **found** at t where some served region overlaps it, i.e. where its
   highest probability reaches t;
 - a served region is **false** where it overlaps no ground truth of its lesion and, where the set
-  marks the other red lesion too, none of the other's either (a microaneurysm called on a marked
-  haemorrhage is neither found nor false).
+  marks its look-alike too (the other red lesion; for an exudate, the other exudate), none of the
+  look-alike's either (a microaneurysm called on a marked haemorrhage is neither found nor false).
 
 Sensitivity (found / all ground-truth regions, pooled over images) against false regions per image
 gives the FROC curve. The Retinopathy Online Challenge's and e-ophtha's figure is the mean of the
