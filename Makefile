@@ -80,6 +80,18 @@ model-card: venv
 	$(BIN)/redseg-examples --checkpoint $(MODEL) --data $(DATA) --images $(EXAMPLES) --out $(CARD)/examples
 	cp $(RUN)/curves.png $(CARD)/loss-curves.png
 
+# Hard and soft exudate branches added to a red-lesion checkpoint, its encoder frozen (docs/exudates.md):
+# trained on the IDRiD training split, calibrated on the hold-out (EX and SE only: MA and HE keep theirs),
+# measured on the hold-out at full resolution. Then `make screen` refits the referral score on all four.
+FROM ?= $(MODEL)
+.PHONY: exudates
+exudates: venv
+	$(BIN)/redseg-train-branches --checkpoint $(FROM) --write $(MODEL) --data $(DATA) --out $(CARD)/exudates/train \
+	  --threads 2 --no-progress
+	$(BIN)/redseg-calibrate --checkpoint $(MODEL) --lesions EX,SE --data $(DATA) --out $(CARD)/exudates/calibration --no-progress
+	$(BIN)/redseg-evaluate --checkpoint $(MODEL) --backend torch --data $(DATA) --split train --holdout \
+	  --out $(CARD)/exudates/eval-holdout --no-progress
+
 # The referral score for a checkpoint (see MODEL_CARD.md, "Screening summary and referral score"):
 # validated on IDRiD's graded photographs by cross-validation, refitted on all of them and written
 # into the checkpoint's metadata. Features are cached per model in .cache/screening.
