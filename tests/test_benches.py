@@ -41,6 +41,13 @@ def test_inference(files, capsys):
     assert "(c) MONAI sliding window" in capsys.readouterr().out
 
 
+def test_branches(files, tmp_path, capsys):
+    four = tiny_checkpoint(tmp_path / "four.safetensors", exudates=True)
+    bench("branches").main(["--checkpoint", str(four), "--image", str(files["image"]), "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "forward" in out and "predict_probabilities" in out and "MA, HE, EX, SE" in out
+
+
 def test_tta(files, capsys):
     bench("tta").main(["--checkpoint", str(files["checkpoint"]), "--image", str(files["image"]), "--repeats", "1",
                        "--modes", "none,flips"])
