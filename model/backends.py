@@ -70,7 +70,7 @@ class OpenVINORedSeg(nn.Module):
     """A compiled OpenVINO model of a RedSeg network, standing in for it in ``model.inference``.
 
     Takes normalised tiles (N, 3, h, w) on the CPU, any N, h and w (multiples of ``encoder.stride``),
-    and returns their fused logits (N, 2, h, w) as float32; it has no side outputs. It keeps the
+    and returns their fused logits (N, C, h, w), one channel per lesion, as float32; it has no side outputs. It keeps the
     network's ``config``, ``encoder.stride`` and ``normalize``, and one CPU-resident empty parameter
     so that ``next(model.parameters()).device`` answers as it does for the torch network.
     """

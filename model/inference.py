@@ -109,7 +109,7 @@ def blend_weight(height: int, width: int, ramp: int) -> torch.Tensor:
 
 
 def fused_logits(model: RedSeg, batch: torch.Tensor, precision: str = "auto") -> torch.Tensor:
-    """The fused logits (N, 2, h, w) of a batch of normalised tiles (N, 3, h, w): the torch network on the
+    """The fused logits (N, C, h, w), one channel per lesion, of a batch of normalised tiles (N, 3, h, w): the torch network on the
     fast path (channels_last, bf16 autocast where native), or an engine standing in for it
     (``model.backends.OpenVINORedSeg``), which keeps its own layout and precision."""
     if not isinstance(model, RedSeg):
@@ -120,7 +120,7 @@ def fused_logits(model: RedSeg, batch: torch.Tensor, precision: str = "auto") ->
 
 @torch.inference_mode()
 def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -> torch.Tensor:
-    """Sigmoid probabilities (2, H, W) for a normalised image (1, 3, H, W) on the model's device.
+    """Sigmoid probabilities (C, H, W), one per lesion, for a normalised image (1, 3, H, W) on the model's device.
 
     ``model`` is the torch network or an engine standing in for it (``fused_logits``).
 
@@ -138,7 +138,7 @@ def sliding_window(model: RedSeg, image: torch.Tensor, settings: TileSettings) -
     if len(grid) == 1:
         logits = fused_logits(model, padded, settings.precision)
         return torch.sigmoid(logits.float())[0, :, :height, :width]
-    total = torch.zeros((2, *padded.shape[2:]), device=device)
+    total = torch.zeros((len(model.config.lesions), *padded.shape[2:]), device=device)
     weight_sum = torch.zeros((1, *padded.shape[2:]), device=device)
     for first in range(0, len(grid), settings.batch_size):
         corners = grid[first : first + settings.batch_size]
@@ -174,7 +174,7 @@ def working_tile_count(size: tuple[int, int], model: RedSeg, settings: TileSetti
 def predict_working_scale(
     model: RedSeg, image: np.ndarray, settings: TileSettings = TileSettings(), calibration: Calibration | None = None
 ) -> torch.Tensor:
-    """Probabilities (2, h, w) on the model's device for an RGB uint8 image already at the working scale."""
+    """Probabilities (C, h, w), one per lesion, on the model's device for an RGB uint8 image already at the working scale."""
     device = next(model.parameters()).device
     tensor = torch.from_numpy(image).to(device).permute(2, 0, 1)[None]
     probabilities = augmented(lambda view: sliding_window(model, view, settings), model.normalize(tensor), settings.tta)
@@ -193,7 +193,7 @@ def predict_probabilities(
     calibration: Calibration | None = None,
     mapping: FovMapping | None = None,
 ) -> np.ndarray:
-    """Per-lesion probability maps, float32 (2, H, W) in 0..1, for an RGB uint8 image (H, W, 3).
+    """Per-lesion probability maps, float32 (C, H, W) in 0..1 (``model.config.lesions`` order), for an RGB uint8 image (H, W, 3).
 
     The image is mapped to the model's working scale (``model.fov``: by its fundus disc, or by its
     long side), cut into overlapping tiles run in batches on the model's device, blended

@@ -4,7 +4,7 @@
 precision). ``int8``: the same IR quantised by NNCF's post-training quantisation, its activation
 ranges calibrated on the crops of IDRiD training photographs in ``CALIBRATION_PACK``
 (``training.data.calibration_pack``; never the hold-out). Both take any batch and tile size
-(dynamic N, H and W) and return the fused logits (N, 2, H, W).
+(dynamic N, H and W) and return the fused logits (N, C, H, W), one channel per lesion.
 
 An IR's name holds a key: the SHA-256 of the checkpoint's ``model_digest`` (weights, config,
 thresholds, calibration), the recipe (``RECIPE``, the ignored scope) and, for int8, the calibration

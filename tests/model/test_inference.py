@@ -9,6 +9,8 @@ from model.fov import PhotographTooSmall
 from model.formats.images import read_image
 from model.fov import fov_mask
 from model.inference import sliding_window, tile_count, tile_grid, tile_layout, tile_span
+from model.config import RedSegConfig
+from model.network import RedSeg
 
 from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
@@ -255,3 +257,15 @@ def test_maps_are_the_working_scale_result_resized_back(model):
         working = sliding_window(model, normalised(model, small), settings).numpy()
     expected = cv2.resize(working.transpose(1, 2, 0), (700, 500), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
     np.testing.assert_allclose(full, expected, atol=1e-6)
+
+
+def test_a_four_lesion_network_answers_four_maps_over_several_tiles():
+    torch.manual_seed(0)
+    model = RedSeg(RedSegConfig(width=0.0625, working_long_side=256, ex_stages=(2, 3), se_stages=(3,), exudate_hidden=4)).eval()
+    image = np.random.default_rng(0).integers(0, 255, (170, 256, 3), dtype=np.uint8)
+    settings = TileSettings(tile_size=96, min_overlap=16, fov_mask=False)
+    assert tile_count(170, 256, model, settings) > 1
+    probabilities = predict_probabilities(model, image, settings)
+    assert probabilities.shape == (4, 170, 256)
+    whole = predict_probabilities(model, image, TileSettings(tile_size=512, fov_mask=False))
+    assert np.abs(probabilities - whole).mean() < 0.05
