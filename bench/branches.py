@@ -27,15 +27,15 @@ from bench.inference import working_scale_input  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.formats.images import read_image  # noqa: E402
 from model.inference import TileSettings, predict_probabilities  # noqa: E402
-from model.network import RedSeg  # noqa: E402
+from model.network import RedSeg, fold_batch_norm  # noqa: E402
 from model.precision import autocast, to_channels_last  # noqa: E402
 
 
 def without_exudates(model: RedSeg) -> RedSeg:
-    """The same network without its EX and SE branches (weights shared)."""
+    """The same network (batch norm not yet folded) without its EX and SE branches."""
     red = RedSeg(replace(model.config, ex_stages=(), se_stages=(), exudate_hidden=0))
     red.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(("branches.EX.", "branches.SE."))})
-    return to_channels_last(red.eval())
+    return red.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default=str(ROOT / "assets" / "IDRiD_05.jpg"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    four = load_checkpoint(args.checkpoint).model
+    four = load_checkpoint(args.checkpoint, fold=False).model
     if "EX" not in four.config.lesions:
         parser.error(f"{args.checkpoint} has no exudate branches")
-    models = {"MA, HE": without_exudates(four), "MA, HE, EX, SE": four}
+    models = {name: to_channels_last(fold_batch_norm(m)) for name, m in (("MA, HE", without_exudates(four)), ("MA, HE, EX, SE", four))}
     image = read_image(args.image)
     tensor = to_channels_last(working_scale_input(four, image))
     device = tensor.device
