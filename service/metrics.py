@@ -51,7 +51,7 @@ class Metrics:
             "redseg_lesion_components", "Connected lesion regions per image.", ["lesion"], buckets=COMPONENT_BUCKETS, registry=r
         )
         self.referral_score = Histogram(
-            "redseg_referral_score", "Red-lesion referral score per photograph (0..1).", buckets=SCORE_BUCKETS, registry=r
+            "redseg_referral_score", "Referral score per photograph (0..1).", buckets=SCORE_BUCKETS, registry=r
         )
         self.rejected = Counter("redseg_requests_rejected", "Requests refused, by reason.", ["reason"], registry=r)
         self.ungradable = Counter(

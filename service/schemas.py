@@ -53,7 +53,7 @@ class FieldOfViewResult(BaseModel):
 
 
 class ReferralResult(BaseModel):
-    score: float = Field(ge=0, le=1, description="Red-lesion referral score, 0..1.")
+    score: float = Field(ge=0, le=1, description="Referral score, 0..1 (on the lesions the model segments).")
     operating_point: float = Field(description="Scores at or above it are flagged for referral.")
     refer: bool = Field(description="score >= operating_point.")
     validation: dict = Field(description="Where and how the score and its operating point were validated.")
@@ -154,7 +154,7 @@ class SegmentResponse(BaseModel):
         "result.json, where it is the file overlay.png.",
     )
     screening: ScreeningResult = Field(
-        description="Screening summary: lesion counts and areas, gradable field of view, red-lesion referral score. "
+        description="Screening summary: lesion counts and areas, gradable field of view, referral score. "
         "An aid, not a grade: the score weighs red lesions only, and DR grading also depends on exudates, new vessels "
         "and macular oedema."
     )

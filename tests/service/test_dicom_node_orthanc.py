@@ -123,10 +123,10 @@ def test_orthanc_sends_a_photograph_to_redseg_and_gets_its_seg_and_sr_back(score
         assert values[lesion]["Area"] == screening["lesions"][lesion]["area_pixels"]
     referral = screening["referral"]
     assert referral is not None, screening  # the checkpoint carries a score and the photograph is gradable
-    assert values["photograph"]["Red-lesion referral score"] == pytest.approx(referral["score"], rel=1e-9)
+    assert values["photograph"]["Referral score"] == pytest.approx(referral["score"], rel=1e-9)
     assert values["photograph"]["CAD Operating Point"] == referral["operating_point"]
     call = "Refer: score at or above the operating point" if referral["refer"] else "Below the referral operating point"
-    assert values["photograph"]["Red-lesion referral call"] == [call]
+    assert values["photograph"]["Referral call"] == [call]
 
 
 def test_results_wait_for_orthanc_and_reach_it_when_it_is_back(scored_checkpoint: Path, tmp_path):

@@ -96,7 +96,8 @@ def test_viewer_errors_then_segments_a_photograph(browser: webdriver.Chrome, bun
     state, message = choose(browser, SAMPLE)
     assert state == "done", message
     shown = {
-        lesion: int(browser.find_element(By.CSS_SELECTOR, f'tr[data-lesion="{lesion}"] .count').text) for lesion in ("MA", "HE")
+        lesion: int(browser.find_element(By.CSS_SELECTOR, f'tr[data-lesion="{lesion}"] .count').text)
+        for lesion in ("MA", "HE", "EX", "SE")
     }
     answer = httpx.post(
         f"{bundled_server}/segment",
@@ -105,10 +106,10 @@ def test_viewer_errors_then_segments_a_photograph(browser: webdriver.Chrome, bun
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=INFERENCE_TIMEOUT_S,
     ).json()
-    assert shown == {lesion: answer["screening"]["lesions"][lesion]["count"] for lesion in ("MA", "HE")}
+    assert shown == {lesion: answer["screening"]["lesions"][lesion]["count"] for lesion in ("MA", "HE", "EX", "SE")}
     assert "not a grade" in browser.find_element(By.ID, "disclaimer").text
     links = [a.get_attribute("download") for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")]
-    assert links == ["IDRiD_05_MA_mask.png", "IDRiD_05_MA_prob.png", "IDRiD_05_HE_mask.png", "IDRiD_05_HE_prob.png"]
+    assert links == [f"IDRiD_05_{lesion}_{kind}.png" for lesion in ("MA", "HE", "EX", "SE") for kind in ("mask", "prob")]
     overlay_pixels = browser.execute_script(
         "const c = document.getElementById('layer-HE'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         "let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return [c.width, c.height, n];"

@@ -240,7 +240,7 @@ function showSummary(screening, model) {
     box.append(paragraph(`No referral score: ${screening.note}`));
   } else {
     const verdict = referral.refer ? "at or above the referral point: refer" : "below the referral point";
-    const score = paragraph(`Red-lesion referral score ${referral.score.toFixed(2)}`);
+    const score = paragraph(`Referral score ${referral.score.toFixed(2)}`);
     score.className = `score ${referral.refer ? "refer" : "below"}`;
     score.id = "referral-score";
     box.append(score, paragraph(`${verdict} (operating point ${referral.operating_point.toFixed(2)})`));

@@ -60,8 +60,8 @@ def test_a_referred_photograph(source, seg, tmp_path):
                                   "Area as a share of the field of view": pytest.approx(found.area_fraction_fov)}
     photo = values["photograph"]
     assert photo["source"] == [source.SOPInstanceUID]
-    assert photo["Red-lesion referral score"] == pytest.approx(0.8123456) and photo["CAD Operating Point"] == 0.74
-    assert photo["Red-lesion referral call"] == ["Refer: score at or above the operating point"]
+    assert photo["Referral score"] == pytest.approx(0.8123456) and photo["CAD Operating Point"] == 0.74
+    assert photo["Referral call"] == ["Refer: score at or above the operating point"]
     assert photo["Image Quality"] == ["Gradable"] and "Reason the photograph is ungradable" not in photo
     assert photo["Area of the field of view"] == 6757 and photo["Gradable share of the field of view"] == pytest.approx(0.98727)
     assert values["comments"] == [DISCLAIMER]
@@ -71,7 +71,7 @@ def test_a_referred_photograph(source, seg, tmp_path):
 def test_the_frames_it_refers_to_are_the_lesions_segments(source, seg, tmp_path):
     summary = ScreeningSummary(LESIONS_FOUND, FOV, quality(), Referral(0.2, 0.74, False, {}))
     sr, values = written(source, seg, summary, tmp_path)
-    assert values["photograph"]["Red-lesion referral call"] == ["Below the referral operating point"]
+    assert values["photograph"]["Referral call"] == ["Below the referral operating point"]
     groups = sr.ContentSequence[-2].ContentSequence  # Imaging Measurements: MA, HE, then the photograph
     for number, (group, lesion) in enumerate(zip(groups, LESIONS), start=1):
         (image,) = [item for item in group.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "121214"]
@@ -87,17 +87,17 @@ def test_an_ungradable_photograph_has_no_score_and_says_why(source, seg, tmp_pat
     summary = ScreeningSummary(LESIONS_FOUND, FOV, bad, None, ungradable_note(bad))
     _, values = written(source, seg, summary, tmp_path)
     photo = values["photograph"]
-    assert photo["Red-lesion referral call"] == ["Ungradable: no referral decision"]
+    assert photo["Referral call"] == ["Ungradable: no referral decision"]
     assert photo["Image Quality"] == ["Ungradable: retake the photograph"]
     assert photo["Reason the photograph is ungradable"] == ["Too dark", "Out of focus"]
-    assert "Red-lesion referral score" not in photo and "CAD Operating Point" not in photo
+    assert "Referral score" not in photo and "CAD Operating Point" not in photo
     assert values["comments"] == [ungradable_note(bad), DISCLAIMER]
 
 
 def test_without_a_fitted_score(source, seg, tmp_path):
     summary = ScreeningSummary(LESIONS_FOUND, FOV, quality(), None, "no score here")
     _, values = written(source, seg, summary, tmp_path)
-    assert values["photograph"]["Red-lesion referral call"] == ["No referral score"]
+    assert values["photograph"]["Referral call"] == ["No referral score"]
 
 
 def test_redseg_segment_writes_the_sr_beside_the_seg(tmp_path):
@@ -119,7 +119,7 @@ def test_redseg_segment_writes_the_sr_beside_the_seg(tmp_path):
         assert values[lesion]["Number of lesions"] == int(row[f"{lesion}_count"])
         assert values[lesion]["Area"] == int(row[f"{lesion}_area_pixels"])
     call = "No referral score" if row["gradable"] == "1" else "Ungradable: no referral decision"
-    assert values["photograph"]["Red-lesion referral call"] == [call]
+    assert values["photograph"]["Referral call"] == [call]
     assert values["photograph"]["Gradable share of the field of view"] == pytest.approx(float(row["gradable_fraction"]), abs=1e-4)
 
 
