@@ -62,7 +62,8 @@ def crop_origin(masks: np.ndarray, crop: int, align: int, centred: bool, rng: np
     if centred and masks.any():
         ys, xs = np.nonzero(masks.any(axis=0))
         pick = rng.integers(len(ys))
-        y, x = ys[pick] - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1), xs[pick] - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1)
+        y = ys[pick] - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1)
+        x = xs[pick] - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1)
     else:
         y, x = rng.integers(0, max(h - crop, 0) + 1), rng.integers(0, max(w - crop, 0) + 1)
     y, x = (int(np.clip(v, 0, max(limit - crop, 0))) // align * align for v, limit in ((y, h), (x, w)))

@@ -57,8 +57,8 @@ def train_branches(args: argparse.Namespace) -> dict:
     branches = Branches(stages, checkpoint.config.stage_channels, args.hidden)
     log = fit_branches(branches, [s.in_memory() for s in train_stored], channels, config, progress)
     ap = working_scale_ap(branches, holdout_stored, channels, fov_masks(cache, holdout, checkpoint.model.encoder.stride))
-    report = {"stages": stages, "hidden": args.hidden, "fit": asdict(config), "train": [s.name for s in train], "holdout": [s.name for s in holdout],
-              "holdout_working_scale_ap": ap}
+    report = {"stages": stages, "hidden": args.hidden, "fit": asdict(config), "train": [s.name for s in train],
+              "holdout": [s.name for s in holdout], "holdout_working_scale_ap": ap}
     add_branches(args.checkpoint, branches, args.write, report)
     if args.out is not None:
         write_run(args.out, log, report)
