@@ -27,7 +27,7 @@ DEFAULT_FEATURES = (
 TARGET_SENSITIVITY = 0.92
 """Sensitivity aimed for on the fitting photographs: a screening programme's first duty is not to miss
 referable eyes. At 0.92 the four-lesion default model's score keeps 0.918 out of fold with specificity
-0.863 (docs/exudates.md); scores fitted before it (the fast model's) aimed for 0.85."""
+0.863 (docs/exudates.md); the red-lesion scores of earlier versions aimed for 0.85."""
 REGULARISATION = 1.0
 """Inverse L2 strength of the logistic regression on standardised features."""
 
