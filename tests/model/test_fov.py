@@ -126,13 +126,13 @@ def test_bundled_model_sees_a_cropped_padded_or_resized_photograph_as_the_origin
     cropped = predict_probabilities(model, np.ascontiguousarray(half[100:-100, 300:-300]))
     resized = predict_probabilities(model, cv2.resize(half, (1072, 712), interpolation=cv2.INTER_AREA))
     resized = np.stack([cv2.resize(m, (2144, 1424), interpolation=cv2.INTER_LINEAR) for m in resized])
-    for maps, region, tolerance in [
-        (padded, np.s_[:, :, :], 0.002),
-        (cropped, np.s_[:, 100:-100, 300:-300], 0.01),
-        (resized, np.s_[:, :, :], 0.02),
+    for maps, region, tolerance, exudates_tolerance in [  # measured on the crop: MA 0.002, HE 0.008, EX 0.010, SE 0.016
+        (padded, np.s_[:, :, :], 0.002, 0.002),
+        (cropped, np.s_[:, 100:-100, 300:-300], 0.01, 0.02),
+        (resized, np.s_[:, :, :], 0.02, 0.03),
     ]:
-        difference = np.abs(maps - original[region]).reshape(2, -1).mean(axis=1)
-        assert (difference < tolerance).all(), (tolerance, difference)
+        difference = np.abs(maps - original[region]).reshape(len(maps), -1).mean(axis=1)
+        assert (difference[:2] < tolerance).all() and (difference[2:] < exudates_tolerance).all(), (tolerance, difference)
 
 
 def test_tile_count_of_a_disc_scaled_model_follows_the_disc(sample):

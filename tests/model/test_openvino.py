@@ -87,7 +87,10 @@ def test_int8_answers_as_torch_on_a_real_photograph():
     Measured (OpenVINO 2026.4.1, NNCF 3.4.0, recipe 3): mean |dp| MA 0.00004 / HE 0.0004, largest 0.039 /
     0.077, 99.9th percentile 0.027; of the pixels either engine's mask calls lesion at the operating
     thresholds, 3.3 % (MA) and 9.9 % (HE) only one does (the default model: 3.1 % and 5.0 %). Hold-out AP
-    at full resolution is within 0.004 of torch's for both models (docs/benchmarks.md).
+    at full resolution is within 0.004 of torch's for both models (docs/benchmarks.md). The fast model's
+    version 4 adds EX and SE: mean |dp| 0.0003 / 0.0001, largest 0.224 / 0.071, one engine only on 4.6 % /
+    11.7 % of the mask pixels (MA 4.1 %, HE 9.9 %); the default model's EX loses 0.013 of hold-out AP
+    under int8 (docs/exudates.md).
     """
     checkpoint = FAST_CHECKPOINT  # its IR is found beside it (as the service made it), or made there
     torch_ckpt = load_checkpoint(checkpoint)
@@ -99,7 +102,8 @@ def test_int8_answers_as_torch_on_a_real_photograph():
     difference = np.abs(got - expected)
     assert difference.mean(axis=(1, 2)).max() <= 0.002
     assert np.quantile(difference, 0.999) <= 0.06
-    assert difference.max() <= 0.2
+    largest = difference.max(axis=(1, 2))
+    assert largest[:2].max() <= 0.2 and largest.max() <= 0.25  # MA, HE; the exudates (EX 0.224 measured)
     ours, theirs = lesion_masks(got, int8_ckpt.thresholds), lesion_masks(expected, torch_ckpt.thresholds)
     for lesion, mask in ours.masks.items():
         either = np.count_nonzero(mask | theirs.masks[lesion])

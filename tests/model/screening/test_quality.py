@@ -44,7 +44,7 @@ def test_an_ungradable_photograph_gets_no_referral_decision(sample):
     checkpoint = load_checkpoint(FAST_CHECKPOINT)
     assert checkpoint.referral is not None
     dark = cv2.resize(exposed(sample, 0.1), (1072, 712), interpolation=cv2.INTER_AREA)
-    probabilities = np.zeros((2, *dark.shape[:2]), np.float32)
+    probabilities = np.zeros((len(checkpoint.thresholds), *dark.shape[:2]), np.float32)
     summary = summarise(dark, probabilities, checkpoint, lesion_masks(probabilities, checkpoint.thresholds))
     assert summary.referral is None and summary.note.startswith("ungradable (too dark")
     assert "; ungradable (too dark" in one_line(summary)
