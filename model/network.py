@@ -95,6 +95,15 @@ class RedSegOutput(NamedTuple):
     """Per lesion, the side-output logits (B, 1, H, W) of each tapped stage, for deep supervision."""
 
 
+def branch_outputs(branches: nn.ModuleDict, taps: list[torch.Tensor | None], size: tuple[int, int]) -> RedSegOutput:
+    """Every branch's fused logits (one channel each, in the branches' order) and side outputs on the encoder's taps."""
+    fused, sides = [], {}
+    for lesion, branch in branches.items():
+        lesion_fused, sides[lesion] = branch(taps, size)
+        fused.append(lesion_fused)
+    return RedSegOutput(torch.cat(fused, dim=1), sides)
+
+
 class RedSeg(nn.Module):
     def __init__(self, config: RedSegConfig):
         super().__init__()
@@ -110,13 +119,7 @@ class RedSeg(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> RedSegOutput:
-        size = (x.shape[-2], x.shape[-1])
-        taps = self.encoder(x)
-        fused, sides = [], {}
-        for lesion, branch in self.branches.items():
-            lesion_fused, sides[lesion] = branch(taps, size)
-            fused.append(lesion_fused)
-        return RedSegOutput(torch.cat(fused, dim=1), sides)
+        return branch_outputs(self.branches, self.encoder(x), (x.shape[-2], x.shape[-1]))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """RGB images on the 0..255 scale, (B, 3, H, W), to the network's input."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.network import SideOutputBranch
+from model.network import RedSegOutput, SideOutputBranch, branch_outputs
 from training.branches.features import StoredPhotograph
 from training.evaluation.metrics import PRAccumulator
 from training.losses import DeepSupervision, build_loss
@@ -42,18 +42,8 @@ class Branches(nn.Module):
         self.hidden = hidden
         self.branches = nn.ModuleDict({lesion: SideOutputBranch(s, stage_channels, hidden) for lesion, s in stages.items()})
 
-    def forward(self, taps: list[torch.Tensor | None], size: tuple[int, int]):
-        fused, sides = [], {}
-        for lesion, branch in self.branches.items():
-            lesion_fused, sides[lesion] = branch(taps, size)
-            fused.append(lesion_fused)
-        return _Output(torch.cat(fused, dim=1), sides)
-
-
-@dataclass
-class _Output:
-    fused: torch.Tensor
-    sides: dict[str, list[torch.Tensor]]
+    def forward(self, taps: list[torch.Tensor | None], size: tuple[int, int]) -> RedSegOutput:
+        return branch_outputs(self.branches, taps, size)
 
 
 def crop_origin(masks: np.ndarray, crop: int, align: int, centred: bool, rng: np.random.Generator) -> tuple[int, int]:
