@@ -110,7 +110,7 @@ def segment_one(
         (out / f"{path.stem}_{lesion}_mask.png").write_bytes(encode_png(masks.masks[lesion]))
         (out / f"{path.stem}_{lesion}_prob.png").write_bytes(encode_png(masks.levels[lesion]))
     (out / f"{path.stem}_overlay.png").write_bytes(encode_png(overlay(image, masks.masks)))
-    screening = summarise(image, probabilities, checkpoint, masks)
+    screening = summarise(image, probabilities, checkpoint, masks, mapping.disc)
     if dicom_seg or dicom_sr:
         write_dicom(out / path.stem, source, probabilities, thresholds, dicom_seg or "binary", checkpoint,
                     screening if dicom_sr else None)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from model.config import ALL_LESIONS
-from model.fov import fov_mask
+from model.fov import Disc, fov_mask
 from model.screening.macula import exudates_near_macula, find_macula
 
 FEATURES_VERSION = 1
@@ -159,11 +159,13 @@ def image_features(
     names: Iterable[str] | None = None,
     counted: Mapping[str, dict[str, LesionCount]] | None = None,
     image: np.ndarray | None = None,
+    disc: Disc | None = None,
 ) -> dict[str, float]:
     """The named features (default: all) of one photograph for the referral score; areas are shares of the field of view.
 
     ``counted`` holds ``lesion_counts`` already made, by level, so they are not counted again. The
-    ``MACULA_FEATURES`` need the photograph, ``image``, to find its macula.
+    ``MACULA_FEATURES`` need the photograph, ``image``, to find its macula (and its fundus ``disc``, found
+    again unless given).
     """
     names = list(feature_names(lesions=thresholds) if names is None else names)
     unknown = sorted(set(names) - set(feature_names(lesions=thresholds)))
@@ -183,14 +185,16 @@ def image_features(
         if f"{lesion}_max" in names:
             features[f"{lesion}_max"] = float(probabilities[channel].max(initial=0.0))
     if set(MACULA_FEATURES) & set(names):
-        features |= macula_features(probabilities, thresholds, image)
+        features |= macula_features(probabilities, thresholds, image, disc)
     return {name: features[name] for name in names}
 
 
-def macula_features(probabilities: np.ndarray, thresholds: Mapping[str, float], image: np.ndarray | None) -> dict[str, float]:
+def macula_features(
+    probabilities: np.ndarray, thresholds: Mapping[str, float], image: np.ndarray | None, disc: Disc | None = None
+) -> dict[str, float]:
     """The ``MACULA_FEATURES`` of one photograph."""
     if image is None:
         raise ValueError("the macula features need the photograph, to find its macula")
     channel = list(thresholds).index("EX")
-    count, share = exudates_near_macula(probabilities[channel] >= thresholds["EX"], find_macula(image))
+    count, share = exudates_near_macula(probabilities[channel] >= thresholds["EX"], find_macula(image, disc))
     return {"EX_count_macula": float(count), "EX_area_macula": share}

@@ -9,6 +9,7 @@ import numpy as np
 
 from model.checkpoint import Checkpoint
 from model.config import RED_LESIONS
+from model.fov import Disc
 from model.screening.features import FieldOfView, LesionCount, count_regions, field_of_view, image_features, lesion_counts
 from model.screening.masks import LesionMasks
 from model.screening.quality import ImageQuality, assess_quality
@@ -57,11 +58,14 @@ def summarise(
     probabilities: np.ndarray,
     checkpoint: Checkpoint,
     masks: LesionMasks | None = None,
+    disc: Disc | None = None,
 ) -> ScreeningSummary:
     """Lesion counts and areas, the field of view and the referral score of an RGB uint8 photograph.
 
     ``masks``: the ``lesion_masks`` the caller serves. Made at the checkpoint's thresholds, their
     regions are the ones counted (not labelled twice); at other thresholds the summary makes its own.
+    ``disc``: the photograph's fundus disc where the caller has found it (``FovMapping.disc``), so that
+    the macula features do not look for it again.
     """
     fov = field_of_view(image)
     quality = assess_quality(image, fov.gradable_fraction)
@@ -75,7 +79,7 @@ def summarise(
     caveat = disclaimer(checkpoint.config.lesions)
     if score is None:
         return ScreeningSummary(lesions, fov, quality, None, note, caveat)
-    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}, image))
+    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}, image, disc))
     validation = quoted_validation(score.validation, checkpoint.name, checkpoint.version)
     referral = Referral(value, score.operating_point, value >= score.operating_point, validation)
     return ScreeningSummary(lesions, fov, quality, referral, disclaimer=caveat)

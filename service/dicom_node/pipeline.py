@@ -50,7 +50,7 @@ class Segmenter:
                 raise Overloaded("timeout", f"no result within {self.timeout_s:.0f} s", pool.retry_after()) from None
             ckpt = pool.checkpoint
             masks = await asyncio.to_thread(lesion_masks, result.probabilities, ckpt.thresholds)
-            summary = await asyncio.to_thread(summarise, photo.pixels, result.probabilities, ckpt, masks)
+            summary = await asyncio.to_thread(summarise, photo.pixels, result.probabilities, ckpt, masks, mapping.disc)
             files = await asyncio.to_thread(dicom_files, photo.dataset, result.probabilities, dict(ckpt.thresholds),
                                             self.seg_type, ckpt, summary)
         return files, summary

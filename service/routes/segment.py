@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from model.checkpoint import Checkpoint
 from model.config import ALL_LESIONS, LESION_NAMES
 from model.formats.dicom_seg import SEG_TYPES
+from model.fov import Disc
 from model.screening.masks import lesion_masks
 from model.screening.summary import ScreeningSummary, summarise
 from service.admission import Overloaded
@@ -167,13 +168,14 @@ async def _infer(request: Request, pool: WorkerPool, job: Job, timeout_s: float)
 
 
 async def _render_and_summarise(
-    image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], wanted: Outputs, ckpt: Checkpoint
+    image: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], wanted: Outputs, ckpt: Checkpoint,
+    disc: Disc | None,
 ) -> tuple[Rendered, ScreeningSummary]:
     """The statistics of every lesion, the PNGs asked for and the screening summary, side by side in the thread pool."""
     masks = await run_in_threadpool(lesion_masks, probabilities, thresholds)
     return await asyncio.gather(
         run_in_threadpool(render, image, masks, wanted),
-        run_in_threadpool(summarise, image, probabilities, ckpt, masks),
+        run_in_threadpool(summarise, image, probabilities, ckpt, masks, disc),
     )
 
 
@@ -218,7 +220,9 @@ async def segment(
                 return internal_error("inference failed", exc)
             inferred = time.perf_counter()
             thresholds = dict(pool.checkpoint.thresholds) | options.thresholds
-            rendered, summary = await _render_and_summarise(photo.pixels, result.probabilities, thresholds, wanted, pool.checkpoint)
+            rendered, summary = await _render_and_summarise(
+                photo.pixels, result.probabilities, thresholds, wanted, pool.checkpoint, mapping.disc
+            )
             if answer_format.is_dicom:
                 with_sr = summary if answer_format is AnswerFormat.DICOM_PARTS else None
                 parts = await run_in_threadpool(
