@@ -59,11 +59,13 @@ def encoder_stages(model: RedSeg, image: np.ndarray, stages: tuple[int, ...]) ->
     return {stage: taps[stage - 1][0].float().numpy().astype(np.float16) for stage in stages}
 
 
-def pad_to_stride(image: np.ndarray, masks: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad an image (h, w, 3) and its masks (C, h, w) at the bottom and right to multiples of ``stride``."""
-    h, w = image.shape[:2]
-    ph, pw = -h % stride, -w % stride
-    return np.pad(image, ((0, ph), (0, pw), (0, 0))), np.pad(masks, ((0, 0), (0, ph), (0, pw)))
+def pad_to_stride(array: np.ndarray, stride: int, channels_first: bool = False) -> np.ndarray:
+    """Zero-pad an image (h, w, ...), or with ``channels_first`` masks (C, h, w), at the bottom and right so
+    that h and w are multiples of ``stride``: the stored features' grid."""
+    h, w = array.shape[1:3] if channels_first else array.shape[:2]
+    pad = [(0, -h % stride), (0, -w % stride)]
+    pad = [(0, 0), *pad] if channels_first else pad + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad)
 
 
 def build_store(
@@ -80,7 +82,8 @@ def build_store(
         target = folder / sample.name
         if not all((target / name).is_file() for name in ["masks.npy", *(f"stage{s}.npy" for s in stages)]):
             item = cache.get(sample)
-            image, masks = pad_to_stride(item.image, item.masks, model.encoder.stride)
+            stride = model.encoder.stride
+            image, masks = pad_to_stride(item.image, stride), pad_to_stride(item.masks, stride, channels_first=True)
             target.mkdir(exist_ok=True)
             for stage, values in encoder_stages(model, image, stages).items():
                 _save(target / f"stage{stage}.npy", values)

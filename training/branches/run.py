@@ -13,7 +13,7 @@ import torch
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.config import RED_LESIONS
 from model.fov import fov_mask
-from training.branches.features import build_store, store_key
+from training.branches.features import build_store, pad_to_stride, store_key
 from training.branches.fit import Branches, BranchFitConfig, fit_branches, working_scale_ap
 from training.branches.merge import add_branches
 from training.data.cache import WorkingScaleCache
@@ -26,11 +26,7 @@ class RunError(RuntimeError):
 
 def fov_masks(cache: WorkingScaleCache, samples: list, stride: int) -> list[np.ndarray]:
     """Each sample's field of view at the working scale, padded as its stored features are."""
-    masks = []
-    for sample in samples:
-        mask = fov_mask(cache.get(sample).image)
-        masks.append(np.pad(mask, ((0, -mask.shape[0] % stride), (0, -mask.shape[1] % stride))))
-    return masks
+    return [pad_to_stride(fov_mask(cache.get(sample).image), stride) for sample in samples]
 
 
 def train_branches(args: argparse.Namespace) -> dict:
