@@ -61,7 +61,7 @@ class TrainerIteration:
         model = build_model(config.model, None).to(device)
         self.model = to_channels_last(model) if channels_last else model
         self.device, self.precision, self.channels_last = device, precision, channels_last
-        self.criterion = build_criterion(stage, config.deep_supervision)
+        self.criterion = build_criterion(stage, config.deep_supervision, config.model.lesions)
         self.optimizer = build_optimizer(self.model, stage.optimizer)
         self.scheduler = build_scheduler(self.optimizer, stage.iterations, stage.schedule)
         self.loader = iter(build_loader(dataset, stage, 0, config.data.workers, device))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 
 import yaml
 
-from model.config import LESIONS, RedSegConfig
+from model.config import ALL_LESIONS, RED_LESIONS, RedSegConfig
 from model.fov import idrid_fov_diameter
 from model.inference import TileSettings
 from model.precision import check_precision
@@ -100,14 +100,14 @@ class DeepSupervisionConfig:
     side_weights: float | tuple[float, ...] = 1.0
     """One weight for every side output, or one per branch tap."""
     fused_weight: float = 1.0
-    lesion_weights: dict[str, float] = field(default_factory=lambda: {lesion: 1.0 for lesion in LESIONS})
-    """Per lesion (MA, HE); a lesion not named weighs 1."""
+    lesion_weights: dict[str, float] = field(default_factory=lambda: {lesion: 1.0 for lesion in RED_LESIONS})
+    """Per lesion of the model (MA, HE, and EX, SE where it has those branches); a lesion not named weighs 1."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.lesion_weights) - set(LESIONS))
+        unknown = sorted(set(self.lesion_weights) - set(ALL_LESIONS))
         if unknown:
-            raise ValueError(f"lesion_weights: unknown lesions {unknown} (known: {list(LESIONS)})")
-        object.__setattr__(self, "lesion_weights", {lesion: 1.0 for lesion in LESIONS} | dict(self.lesion_weights))
+            raise ValueError(f"lesion_weights: unknown lesions {unknown} (known: {list(ALL_LESIONS)})")
+        object.__setattr__(self, "lesion_weights", {lesion: 1.0 for lesion in RED_LESIONS} | dict(self.lesion_weights))
 
 
 @dataclass(frozen=True)
@@ -235,6 +235,10 @@ class TrainConfig:
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be distinct, got {names}")
+        absent = sorted(set(self.deep_supervision.lesion_weights) - set(self.model.lesions))
+        if absent:
+            raise ValueError(f"deep_supervision.lesion_weights names {absent}, which the model has no branch for "
+                             f"(its lesions: {list(self.model.lesions)})")
 
     def to_dict(self) -> dict:
         """The resolved config as plain YAML/JSON data (tuples as lists)."""

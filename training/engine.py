@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from model.atomic import atomic_write
 from model.checkpoint import load_checkpoint
-from model.config import LESIONS, RedSegConfig
+from model.config import RedSegConfig
 from model.imagenet import load_imagenet_encoder
 from model.inference import TileSettings, predict_working_scale
 from model.network import RedSeg
@@ -77,13 +77,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, iterations: int, options: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, iterations, options))
 
 
-def build_criterion(stage: StageConfig, supervision: DeepSupervisionConfig) -> DeepSupervision:
-    """The stage's pixel loss on every side output and the fused one, weighted as ``supervision`` says."""
+def build_criterion(stage: StageConfig, supervision: DeepSupervisionConfig, lesions: tuple[str, ...]) -> DeepSupervision:
+    """The stage's pixel loss on every side output and the fused one of each of the model's ``lesions``,
+    weighted as ``supervision`` says."""
     return DeepSupervision(
         build_loss(stage.loss, stage.loss_options, stage.iterations),
         side_weights=supervision.side_weights,
         fused_weight=supervision.fused_weight,
         lesion_weights=supervision.lesion_weights,
+        lesions=lesions,
     )
 
 
@@ -115,7 +117,7 @@ def select_samples(data: DataConfig, model_config: RedSegConfig) -> tuple[list, 
         samples = read_pack(source, model_config)
     else:
         source = data_root(data.root)
-        samples = list_samples(source, data.split)
+        samples = list_samples(source, data.split, model_config.lesions)
     if data.images is not None:
         wanted = set(data.images)
         unknown = wanted - {s.name for s in samples}
@@ -188,18 +190,20 @@ def validate(
     device: torch.device,
     settings: TileSettings = TileSettings(fov_mask=True),
 ) -> dict:
-    """Hold-out metrics at the working scale: per lesion AP, IDRiD AUC_PR and P/R/F1 at the best-F1 threshold.
+    """Hold-out metrics at the working scale: per lesion of the model AP, IDRiD AUC_PR and P/R/F1 at the
+    best-F1 threshold, and their means over the lesions.
 
     Each cached image runs through ``model.inference.predict_working_scale`` (what ``redseg-segment``
     runs before resizing back), and every pixel is pooled.
     """
     was_training = model.training
     model.eval()
-    accumulators = {lesion: PRAccumulator() for lesion in LESIONS}
+    lesions = model.config.lesions
+    accumulators = {lesion: PRAccumulator() for lesion in lesions}
     try:
         for sample in samples:
             probabilities = predict_working_scale(model, sample.image, settings).float().cpu().numpy()
-            for channel, lesion in enumerate(LESIONS):
+            for channel, lesion in enumerate(lesions):
                 accumulators[lesion].update(probabilities[channel], sample.masks[channel])
     finally:
         model.train(was_training)
@@ -207,8 +211,8 @@ def validate(
     for lesion, acc in accumulators.items():
         threshold = acc.best_f1_threshold()
         metrics[lesion] = acc.summary(threshold)
-    aps = [metrics[lesion]["average_precision"] for lesion in LESIONS]
-    aucs = [metrics[lesion]["auc_pr_idrid"] for lesion in LESIONS]
+    aps = [metrics[lesion]["average_precision"] for lesion in lesions]
+    aucs = [metrics[lesion]["auc_pr_idrid"] for lesion in lesions]
     metrics["mean_ap"] = float(np.nanmean(aps)) if not all(np.isnan(aps)) else 0.0
     metrics["mean_auc_pr"] = float(np.mean(aucs))
     return metrics

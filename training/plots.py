@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from model.atomic import atomic_write
-from model.config import LESIONS
+from model.config import ALL_LESIONS
+from training.evaluation.pr_plots import COLOURS as LESION_COLOURS
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -41,7 +42,9 @@ def plot_curves(log_path: str | Path, png_path: str | Path) -> None:
     ax_loss.set_yscale("log")
     if stages:
         ax_loss.legend(loc="upper right")
-    for lesion, colour in zip(LESIONS, ("tab:red", "tab:purple")):
+    lesions = [lesion for lesion in ALL_LESIONS if val and lesion in val[0]["metrics"]]
+    for lesion in lesions:
+        colour = LESION_COLOURS[lesion]
         steps = [r["step"] for r in val]
         ax_ap.plot(steps, [r["metrics"][lesion]["average_precision"] for r in val], "o-", color=colour,
                    label=f"{lesion} AP", markersize=3)

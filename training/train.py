@@ -34,7 +34,7 @@ import yaml
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.cli_help import plain_help
-from model.config import LESIONS, RedSegConfig
+from model.config import RedSegConfig
 from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import to_channels_last, uses_bf16
@@ -277,7 +277,7 @@ def train_stage(ctx: Run, model, position: Position, resume: dict | None, stop_a
     if ctx.world_size > 1:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    criterion = build_criterion(stage, config.deep_supervision)
+    criterion = build_criterion(stage, config.deep_supervision, config.model.lesions)
     optimizer = build_optimizer(model, stage.optimizer)
     scheduler = build_scheduler(optimizer, stage.iterations, stage.schedule)
     if resume is not None:
@@ -366,7 +366,7 @@ def validate_and_save(ctx: Run, model, position: Position, progress) -> None:
                 progress.write(validation_line(stage.name, position.step, stage.iterations, metrics,
                                                ctx.config.validation.select, position.best["overall"]))
         if last:
-            thresholds = None if metrics is None else {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
+            thresholds = None if metrics is None else operating_thresholds(ctx, metrics)
             _save(ctx.checkpoint_dir / f"{stage.name}-last.safetensors", model, ctx.config, thresholds,
                   provenance, metrics or {})
         ctx.log(record)
@@ -379,7 +379,7 @@ def save_if_best(ctx: Run, model, position: Position, metrics: dict, provenance:
     """Save the stage's and the run's best checkpoints when ``metrics`` beat them; returns the best scores."""
     stage_name = ctx.config.stages[position.stage_index].name
     score = metrics[ctx.config.validation.select]
-    thresholds = {lesion: metrics[lesion]["threshold"] for lesion in LESIONS}
+    thresholds = operating_thresholds(ctx, metrics)
     best = position.best
     if best.get(stage_name) is None or score > best[stage_name]["score"]:
         best[stage_name] = {"score": score, "step": position.global_step, "stage_step": position.step}
@@ -391,9 +391,15 @@ def save_if_best(ctx: Run, model, position: Position, metrics: dict, provenance:
     return best
 
 
+def operating_thresholds(ctx: Run, metrics: dict) -> dict[str, float]:
+    """The hold-out's best-F1 threshold of each of the model's lesions."""
+    return {lesion: metrics[lesion]["threshold"] for lesion in ctx.config.model.lesions}
+
+
 def validation_line(stage: str, step: int, iterations: int, metrics: dict, select: str, overall: dict) -> str:
-    ap = " ".join(f"{lesion} {metrics[lesion]['average_precision']:.4f}" for lesion in LESIONS)
-    auc = " ".join(f"{lesion} {metrics[lesion]['auc_pr_idrid']:.4f}" for lesion in LESIONS)
+    lesions = [key for key in metrics if isinstance(metrics[key], dict)]
+    ap = " ".join(f"{lesion} {metrics[lesion]['average_precision']:.4f}" for lesion in lesions)
+    auc = " ".join(f"{lesion} {metrics[lesion]['auc_pr_idrid']:.4f}" for lesion in lesions)
     return (f"[{stage} {step}/{iterations}] hold-out AP {ap}  AUC_PR {auc}  "
             f"({select} best {overall['score']:.4f} @ {overall['stage']} {overall['stage_step']})")
 

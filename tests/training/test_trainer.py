@@ -195,3 +195,22 @@ def test_a_run_can_start_from_a_checkpoint_of_the_same_network(tmp_path):
     tuned.write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit, match="init checkpoint"):
         main(["--config", str(tuned), "--out", str(tmp_path / "third"), "--no-progress"])
+
+
+def test_a_four_lesion_model_trains_on_all_four_losses_and_keeps_their_thresholds(tmp_path):
+    make_fake_idrid(tmp_path / "idrid", names=NAMES, size=(96, 144), with_he=("IDRiD_01", "IDRiD_03"), exudates=True)
+    config = yaml.safe_load(_config(tmp_path).read_text())
+    config["model"] |= {"ex_stages": [2, 3], "se_stages": [3, 4], "exudate_hidden": 4}
+    config["deep_supervision"] = {"lesion_weights": {"EX": 2.0}}
+    config["stages"] = config["stages"][:1]
+    path = tmp_path / "four.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    parts = next(r["parts"] for r in records if r["event"] == "train")
+    assert {"MA/fused", "HE/fused", "EX/fused", "EX/side2", "SE/side2"} <= set(parts)
+    val = next(r for r in records if r["event"] == "val")["metrics"]
+    assert val["EX"]["positive_pixels"] > 0 and val["SE"]["positive_pixels"] > 0
+    best = load_checkpoint(out / "best.safetensors")
+    assert best.config.lesions == ("MA", "HE", "EX", "SE") and set(best.thresholds) == {"MA", "HE", "EX", "SE"}

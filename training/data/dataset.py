@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from training.data.cache import CachedSample, downsample_mask
+from training.data.camera import camera_effects
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,26 @@ class AugmentConfig:
     """Gamma drawn log-uniformly in [1/(1+gamma), 1+gamma]."""
     scale: float = 0.1
     """Scale jitter: the crop covers crop_size / s pixels, s uniform in 1 +- scale."""
+    resolution: float = 0.0
+    """Other cameras (``training.data.camera``), each on half the patches: a resolution of 1 - u * resolution."""
+    blur: float = 0.0
+    """Defocus: a Gaussian blur of sigma up to ``blur`` working-scale pixels."""
+    white_balance: float = 0.0
+    """A gain per colour channel uniform in 1 +- white_balance."""
+    vignetting: float = 0.0
+    """Illumination falling by up to ``vignetting`` across the patch."""
+    jpeg_quality: int = 100
+    """JPEG re-compression at a quality drawn between this and 100; 100 is off."""
+
+    def __post_init__(self) -> None:
+        for name, low, high in [("resolution", 0, 0.95), ("blur", 0, 20), ("white_balance", 0, 0.9),
+                                ("vignetting", 0, 1), ("jpeg_quality", 1, 100)]:
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name}: must be in [{low}, {high}], got {getattr(self, name)}")
+
+    @property
+    def camera(self) -> bool:
+        return bool(self.resolution or self.blur or self.white_balance or self.vignetting or self.jpeg_quality < 100)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> AugmentConfig:
@@ -44,12 +65,12 @@ class AugmentConfig:
 
 
 class PatchDataset(Dataset):
-    """``dataset[i]`` -> (image float32 (3, c, c) on 0..255, masks float32 (2, c, c)), deterministic in i.
+    """``dataset[i]`` -> (image float32 (3, c, c) on 0..255, masks float32 (C, c, c)), deterministic in i.
 
     A share ``lesion_share`` of the patches is centred (up to a random shift of a quarter crop) on
-    a lesion pixel, half of them on a microaneurysm and half on a haemorrhage (an image without
-    that lesion falls back to the other, or to a random centre); the rest are centred anywhere
-    on the image. Pixels outside the image are black, like the fundus's surround.
+    a lesion pixel, shared evenly between the samples' lesion channels (an image without the
+    lesion drawn falls back to the next one it has, or to a random centre); the rest are centred
+    anywhere on the image. Pixels outside the image are black, like the fundus's surround.
     """
 
     def __init__(
@@ -84,8 +105,9 @@ class PatchDataset(Dataset):
         sample = self.samples[image_index]
         h, w = sample.image.shape[:2]
         if rng.random() < self.lesion_share:
-            order = (0, 1) if rng.random() < 0.5 else (1, 0)
-            for lesion in order:
+            count = len(self.lesion_pixels[image_index])
+            first = int(rng.random() * count)  # a lesion drawn evenly; the next ones stand in where it has none
+            for lesion in [*range(first, count), *range(first)]:
                 pixels = self.lesion_pixels[image_index][lesion]
                 if len(pixels):
                     flat = pixels[rng.integers(len(pixels))]
@@ -114,6 +136,8 @@ class PatchDataset(Dataset):
                 masks = np.stack([downsample_mask(m, (c, c)) for m in masks])
             else:
                 masks = np.stack([cv2.resize(m.view(np.uint8), (c, c), interpolation=cv2.INTER_NEAREST) for m in masks])
+        if a.camera:
+            image = camera_effects(np.random.default_rng([self.seed, int(index), 1]), image, a)
         image = self.photometric(rng, image)
         if a.flips and rng.random() < 0.5:
             image, masks = image[:, ::-1], masks[:, :, ::-1]

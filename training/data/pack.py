@@ -21,7 +21,7 @@ import numpy as np
 
 from model.atomic import atomic_write
 from model.cli_help import plain_help
-from model.config import LESIONS, RedSegConfig
+from model.config import RED_LESIONS, RedSegConfig
 from training.data.cache import CachedSample, WorkingScaleCache, scale_settings
 from training.config import ConfigError, load_config
 from training.data.idrid import DatasetLayoutError, data_root, list_samples
@@ -33,28 +33,28 @@ class PackError(ValueError):
     pass
 
 
-def encode(sample: CachedSample, quality: int) -> dict[str, np.ndarray]:
+def encode(sample: CachedSample, quality: int, lesions: tuple[str, ...] = RED_LESIONS) -> dict[str, np.ndarray]:
     bgr = cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     arrays = {f"{sample.name}/image": np.frombuffer(cv2.imencode(".jpg", bgr, params)[1], np.uint8)}
-    for channel, lesion in enumerate(LESIONS):
+    for channel, lesion in enumerate(lesions):
         png = cv2.imencode(".png", sample.masks[channel].astype(np.uint8) * 255)[1]
         arrays[f"{sample.name}/{lesion}"] = np.frombuffer(png, np.uint8)
     return arrays
 
 
-def decode(data, name: str) -> CachedSample:
+def decode(data, name: str, lesions: tuple[str, ...] = RED_LESIONS) -> CachedSample:
     image = cv2.cvtColor(cv2.imdecode(data[f"{name}/image"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    masks = np.stack([cv2.imdecode(data[f"{name}/{lesion}"], cv2.IMREAD_GRAYSCALE) > 0 for lesion in LESIONS])
+    masks = np.stack([cv2.imdecode(data[f"{name}/{lesion}"], cv2.IMREAD_GRAYSCALE) > 0 for lesion in lesions])
     return CachedSample(name, image, masks)
 
 
 def write_pack(path: Path, samples: list[CachedSample], model_config: RedSegConfig, quality: int = 95) -> None:
     header = {"version": PACK_VERSION, "scale": scale_settings(model_config), "names": [s.name for s in samples],
-              "jpeg_quality": quality}
+              "jpeg_quality": quality, "lesions": list(model_config.lesions)}
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
     for sample in samples:
-        arrays |= encode(sample, quality)
+        arrays |= encode(sample, quality, model_config.lesions)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
@@ -72,7 +72,11 @@ def read_pack(path: str | Path, model_config: RedSegConfig) -> list[CachedSample
         wanted = scale_settings(model_config)
         if header["scale"] != wanted:
             raise PackError(f"{path} was packed for the scale {header['scale']}, but the model needs {wanted}")
-        return [decode(data, name) for name in sorted(header["names"])]
+        packed = tuple(header.get("lesions", RED_LESIONS))
+        missing = [lesion for lesion in model_config.lesions if lesion not in packed]
+        if missing:
+            raise PackError(f"{path} holds the masks of {list(packed)}, but the model also segments {missing}")
+        return [decode(data, name, model_config.lesions) for name in sorted(header["names"])]
 
 
 def main(argv=None) -> int:
@@ -84,7 +88,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-        samples = list_samples(data_root(config.data.root), config.data.split)
+        samples = list_samples(data_root(config.data.root), config.data.split, config.model.lesions)
     except (ConfigError, DatasetLayoutError) as exc:
         print(f"redseg-pack-data: error: {exc}", file=sys.stderr)
         return 2

@@ -118,3 +118,29 @@ def test_cache_maps_images_and_masks_by_the_fundus_disc_as_inference_does(tmp_pa
     assert len(list(tmp_path.glob("*.npz"))) == 1
     WorkingScaleCache(1440, tmp_path).get(sample)  # long-side scaling is another cache entry
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_crops_centre_on_all_four_lesions_of_a_four_lesion_sample():
+    items = _synthetic()
+    for item in items:  # EX and SE where the synthetic images have none of the red lesions
+        item.masks.resize((4, *item.masks.shape[1:]), refcheck=False)
+        item.masks[2, 10:14, 10:14] = True
+        item.masks[3, 100:108, 20:30] = True
+    data = PatchDataset(items, crop_size=32, lesion_share=1.0, augment=AugmentConfig(scale=0), seed=0)
+    masks = torch.stack([data[i][1] for i in range(120)])
+    assert masks.shape[1] == 4
+    per_crop = masks.flatten(2).amax(dim=2)
+    assert bool((per_crop.amax(dim=1) > 0).all())
+    assert all(15 < int(per_crop[:, lesion].sum()) < 60 for lesion in range(4))  # about a quarter each
+
+
+def test_camera_effects_change_images_but_not_crops_masks_or_other_draws():
+    items = _synthetic()
+    plain = PatchDataset(items, crop_size=48, seed=3)
+    camera = PatchDataset(items, crop_size=48, seed=3, augment=AugmentConfig(blur=2.0, white_balance=0.3, jpeg_quality=30))
+    changed = 0
+    for index in range(20):
+        (image_a, masks_a), (image_b, masks_b) = plain[index], camera[index]
+        assert torch.equal(masks_a, masks_b)
+        changed += not torch.equal(image_a, image_b)
+    assert changed >= 12

@@ -72,3 +72,22 @@ def test_a_missing_pack_is_a_clear_error(tmp_path, capsys):
     assert train_main(["--config", str(missing), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("redseg-train: error: packed data not found") and err.count("\n") == 1
+
+
+def test_a_four_lesion_pack_holds_the_exudate_masks_and_a_red_lesion_pack_is_refused_for_them(tmp_path):
+    from tests.training.fake_idrid import make_fake_idrid
+
+    config_path, red_pack = _pack(tmp_path)
+    make_fake_idrid(tmp_path / "idrid", names=NAMES, size=(96, 144), with_he=("IDRiD_01", "IDRiD_03"), exudates=True)
+    config = yaml.safe_load(config_path.read_text())
+    config["model"] |= {"ex_stages": [2, 3], "se_stages": [3, 4]}
+    four = tmp_path / "four.yaml"
+    four.write_text(yaml.safe_dump(config))
+    out = tmp_path / "four.npz"
+    assert pack_main(["--config", str(four), "--out", str(out), "--no-progress"]) == 0
+    model_config = _model_config(four)
+    packed = read_pack(out, model_config)
+    cached = WorkingScaleCache(model_config, None).get_all(list_samples(tmp_path / "idrid", lesions=model_config.lesions))
+    assert all(np.array_equal(mine.masks, theirs.masks) and mine.masks.shape[0] == 4 for mine, theirs in zip(packed, cached))
+    with pytest.raises(PackError, match=r"also segments \['EX', 'SE'\]"):
+        read_pack(red_pack, model_config)
