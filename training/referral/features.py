@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model.backends import backend_of
 from model.checkpoint import Checkpoint
 from model.formats.images import read_image
 from model.inference import TileSettings, predict_probabilities
@@ -27,12 +28,14 @@ from training.referral.grading import GradedImage
 DEFAULT_CACHE = Path(".cache") / "screening"
 
 
-def cache_file(cache_dir: Path, digest: str, tiles: TileSettings, device: torch.device) -> Path:
-    """One file per model, feature version, tile settings and the precision ``tiles.precision`` gives on ``device``."""
+def cache_file(cache_dir: Path, digest: str, tiles: TileSettings, device: torch.device, backend: str = "torch") -> Path:
+    """One file per model, feature version, tile settings and engine: the precision ``tiles.precision`` gives
+    on ``device`` for the torch network, else the OpenVINO backend's name."""
     precision = "bf16" if uses_bf16(device, tiles.precision) else "fp32"
     settings = asdict(tiles) | {"precision": precision}
     tiles_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-{precision}-tiles-{tiles_key}.jsonl"
+    engine = precision if backend == "torch" else backend
+    return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-{engine}-tiles-{tiles_key}.jsonl"
 
 
 def read_cache(path: Path) -> dict[str, dict[str, float]]:
@@ -66,7 +69,7 @@ def extract_features(
     progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Features of every photograph, from the cache where present, by inference (and cached) otherwise."""
-    path = cache_file(cache_dir, digest, tiles, next(checkpoint.model.parameters()).device)
+    path = cache_file(cache_dir, digest, tiles, next(checkpoint.model.parameters()).device, backend_of(checkpoint.model))
     cached = read_cache(path)
     missing = [image for image in images if image.name not in cached]
     if missing:

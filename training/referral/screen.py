@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, model_digest, write_referral
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, model_digest, write_referral
+from model.backends import BACKENDS, load_for_inference
 from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import PRECISIONS
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="only the first N photographs (a quick check)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as the service's REDSEG_PRECISION")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="the network's engine (default torch, on which the bundled scores were fitted; "
+                             "openvino-int8 measures the score as the CPU service computes its features)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.features is not None:
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         images = list_graded(args.data)[: args.limit]
-        checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
+        checkpoint = load_for_inference(args.checkpoint, resolve_device(args.device), args.backend)
         digest = model_digest(args.checkpoint)
         args.features = args.features or default_features(checkpoint.config.lesions)
         missing = sorted({name.split("_")[0] for name in args.features} - set(checkpoint.config.lesions))

@@ -119,3 +119,20 @@ def test_redseg_screen_rejects_a_missing_folder_and_unknown_features(tmp_path, c
     assert "grading layout" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--features", "HE_colour"])
+
+
+@pytest.mark.slow  # converts the tiny network to OpenVINO (about 10 s on 2 cores)
+def test_redseg_screen_measures_the_score_through_an_openvino_engine_in_its_own_cache(tmp_path):
+    pytest.importorskip("openvino")
+    data = make_fake_grading(tmp_path / "grading")
+    model = RedSeg(RedSegConfig(width=0.0625, working_long_side=128)).eval()
+    checkpoint = save_checkpoint(tmp_path / "m.safetensors", model, thresholds={"MA": 0.5, "HE": 0.5})
+    cache = tmp_path / "cache"
+    args = ["--checkpoint", str(checkpoint), "--data", str(data), "--cache", str(cache), "--folds", "2",
+            "--repeats", "1", "--bootstrap", "50", "--no-progress", "--features", "HE_soft,MA_soft"]
+    assert main(args + ["--out", str(tmp_path / "torch")]) == 0
+    assert main(args + ["--out", str(tmp_path / "ov"), "--backend", "openvino-bf16"]) == 0
+    files = sorted(path.name for path in cache.iterdir())
+    assert len(files) == 2 and sum("openvino-bf16" in name for name in files) == 1
+    for name in files:
+        assert len((cache / name).read_text().splitlines()) == len(GRADES)
