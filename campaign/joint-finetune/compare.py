@@ -38,8 +38,9 @@ def row(model: str, set_name: str, lesions: dict) -> str:
         m = lesions[lesion]
         froc = m["regions"]["froc"]["mean_sensitivity"]
         off = m.get("regions_off_markings", {}).get("froc", {}).get("mean_sensitivity")
+        image_auc = m["image_detection"]["roc_auc"]  # None where every photograph holds the lesion
         cells += [f"{m['average_precision']:.4f}", f"{froc:.3f}" + (f" ({off:.3f})" if off is not None else ""),
-                  f"{m['image_detection']['roc_auc']:.3f}"]
+                  "-" if image_auc is None else f"{image_auc:.3f}"]
     return f"| {set_name} | {model} | " + " | ".join(cells) + " |"
 
 
