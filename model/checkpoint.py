@@ -28,6 +28,8 @@ REFERRAL_KEY = "referral"
 """Metadata entry holding the fitted referral score; optional, so older checkpoints still load."""
 LEGACY_REFERRAL_KEY = "screening"
 """Where checkpoints made before 2026-12-02 (the bundled ones among them) hold it; still read."""
+MACULAR_OEDEMA_KEY = "macular_oedema"
+"""Metadata entry holding the fitted macular-oedema risk score (models that segment hard exudates); optional."""
 CALIBRATION_KEY = "calibration"
 """Metadata entry holding the probability calibration; optional, likewise."""
 
@@ -54,6 +56,8 @@ class Checkpoint:
     sha256: str = ""
     referral: dict | None = None
     """The fitted referral score (``model.screening.referral.ReferralScore.to_dict``), absent in older checkpoints."""
+    macular_oedema: dict | None = None
+    """The fitted risk-of-macular-oedema score (the same kind as ``referral``), absent without hard exudates or in older checkpoints."""
     calibration: Calibration | None = None
     """Maps the network's scores to calibrated probabilities (``redseg-calibrate``); None: raw scores."""
 
@@ -77,6 +81,7 @@ def save_checkpoint(
     provenance: dict | None = None,
     metrics: dict | None = None,
     referral: dict | None = None,
+    macular_oedema: dict | None = None,
     half: bool = False,
     calibration: Calibration | None = None,
 ) -> Path:
@@ -94,6 +99,8 @@ def save_checkpoint(
     }
     if referral is not None:
         meta[REFERRAL_KEY] = referral
+    if macular_oedema is not None:
+        meta[MACULAR_OEDEMA_KEY] = macular_oedema
     if calibration is not None:
         meta[CALIBRATION_KEY] = calibration.to_dict()
     dtype = torch.float16 if half else torch.float32
@@ -116,15 +123,18 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
-def write_referral(path: str | Path, referral: dict) -> None:
-    """Store a fitted referral score in an existing checkpoint's metadata (weights untouched)."""
-    update_metadata(path, drop=(LEGACY_REFERRAL_KEY,), **{REFERRAL_KEY: referral})
+def write_referral(path: str | Path, referral: dict, macular_oedema: dict | None = None) -> None:
+    """Store a fitted referral score, and the macular-oedema risk score fitted with it (None: drop a stored
+    one), in an existing checkpoint's metadata (weights untouched)."""
+    scores = {REFERRAL_KEY: referral} | ({MACULAR_OEDEMA_KEY: macular_oedema} if macular_oedema is not None else {})
+    drop = (LEGACY_REFERRAL_KEY,) + (() if macular_oedema is not None else (MACULAR_OEDEMA_KEY,))
+    update_metadata(path, drop=drop, **scores)
 
 
 def model_digest(path: str | Path) -> str:
     """SHA-256 of what decides the network's outputs (weights, config, thresholds, calibration), not of the whole file.
 
-    Unlike ``file_sha256`` it stays the same when only the referral score is rewritten.
+    Unlike ``file_sha256`` it stays the same when only the referral or macular-oedema score is rewritten.
     """
     path = Path(path)
     meta = read_metadata(path)
@@ -214,6 +224,7 @@ def load_checkpoint(
         metrics=meta.get("metrics", {}),
         sha256=file_sha256(path),
         referral=meta.get(REFERRAL_KEY, meta.get(LEGACY_REFERRAL_KEY)),
+        macular_oedema=meta.get(MACULAR_OEDEMA_KEY),
         calibration=calibration,
     )
 

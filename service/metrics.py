@@ -53,6 +53,9 @@ class Metrics:
         self.referral_score = Histogram(
             "redseg_referral_score", "Referral score per photograph (0..1).", buckets=SCORE_BUCKETS, registry=r
         )
+        self.macular_oedema_risk = Histogram(
+            "redseg_macular_oedema_risk", "Risk-of-macular-oedema score per photograph (0..1).", buckets=SCORE_BUCKETS, registry=r
+        )
         self.rejected = Counter("redseg_requests_rejected", "Requests refused, by reason.", ["reason"], registry=r)
         self.ungradable = Counter(
             "redseg_ungradable_photographs", "Photographs answered ungradable (no referral decision), by reason.", ["reason"],

@@ -33,6 +33,7 @@ SEGMENT_EXAMPLE = {
         "quality": {"gradable": True, "reasons": [], "field_share": 0.69, "brightness": 163.0, "saturated_share": 0.025,
                     "focus": 0.09, "usable_share": 0.991},
         "referral": {"score": 0.81, "operating_point": 0.42, "refer": True, "validation": {"roc_auc": 0.9}},
+        "macular_oedema": {"score": 0.74, "operating_point": 0.38, "at_risk": True, "validation": {"roc_auc": 0.95}},
         "note": None,
         "disclaimer": "An aid, not a grade: ...",
     },
@@ -59,6 +60,14 @@ class ReferralResult(BaseModel):
     validation: dict = Field(description="Where and how the score and its operating point were validated.")
 
 
+class MacularOedemaResult(BaseModel):
+    score: float = Field(ge=0, le=1, description="Risk-of-macular-oedema score, 0..1: the referral score's features (hard "
+                         "exudates near the macula among them) fitted for IDRiD's DME grade > 0. An aid, not a DME grading.")
+    operating_point: float = Field(description="Scores at or above it are flagged at risk (set for the referral score's target sensitivity).")
+    at_risk: bool = Field(description="score >= operating_point: hard exudates suggest a risk of macular oedema.")
+    validation: dict = Field(description="Where and how the score and its operating point were validated.")
+
+
 class QualityResult(BaseModel):
     gradable: bool = Field(description="False: the photograph cannot be graded; retake it. There is then no referral decision.")
     reasons: list[str] = Field(description="Why it is not gradable: too dark, washed out, out of focus, too little of the field usable.")
@@ -78,13 +87,16 @@ class ScreeningResult(BaseModel):
     referral: ReferralResult | None = Field(
         description="Absent for an ungradable photograph (quality.gradable false: no referral decision) or when the "
         "checkpoint carries no fitted referral score; note says which.")
+    macular_oedema: MacularOedemaResult | None = Field(
+        None, description="The risk of macular oedema, with a model that segments hard exudates and carries a fitted "
+        "risk score; absent otherwise and for an ungradable photograph.")
     note: str | None = Field(None, description="Why there is no referral score.")
     disclaimer: str = Field(DISCLAIMER)
 
     @classmethod
     def of(cls, summary: ScreeningSummary, answers: Callable[[str], bool] = lambda lesion: True) -> "ScreeningResult":
         """The summary's answer, with the lesions ``answers`` accepts."""
-        referral = summary.referral
+        referral, risk = summary.referral, summary.macular_oedema
         return cls(
             lesions={
                 lesion: LesionCountResult(**vars(found)) for lesion, found in summary.lesions.items() if answers(lesion)
@@ -92,6 +104,7 @@ class ScreeningResult(BaseModel):
             field_of_view=FieldOfViewResult(**vars(summary.field_of_view)),
             quality=QualityResult(**vars(summary.quality) | {"reasons": list(summary.quality.reasons)}),
             referral=None if referral is None else ReferralResult(**vars(referral)),
+            macular_oedema=None if risk is None else MacularOedemaResult(**vars(risk)),
             note=summary.note,
             disclaimer=summary.disclaimer,
         )
@@ -154,9 +167,9 @@ class SegmentResponse(BaseModel):
         "result.json, where it is the file overlay.png.",
     )
     screening: ScreeningResult = Field(
-        description="Screening summary: lesion counts and areas, gradable field of view, referral score. "
-        "An aid, not a grade: the score weighs red lesions only, and DR grading also depends on exudates, new vessels "
-        "and macular oedema."
+        description="Screening summary: lesion counts and areas, gradable field of view, referral score, and with a model "
+        "that segments hard exudates the risk of macular oedema. An aid, not a grade: the scores weigh only the lesions "
+        "the model segments, and DR grading also depends on new vessels, venous beading and macular thickening."
     )
     timings: Timings
 

@@ -5,7 +5,8 @@ DICOM SEG (``model.formats.dicom_seg``): per lesion the summary carries, a plana
 on the lesion's segment with its count and area in pixels and as a share of the field of view; for the
 whole photograph, a group (TID 1501) with the field of view, the gradable share and the quality call,
 the referral score with its operating point and the refer / below / ungradable call as coded qualitative
-evaluations. The disclaimer (and the note, when there is no referral decision) are TEXT comments in the
+evaluations, and where the summary states it the risk of macular oedema likewise (score, operating point,
+call). The disclaimer (and the note, when there is no referral decision) are TEXT comments in the
 report's qualitative evaluations. Codes are standard (SNOMED CT, DCM, UCUM) where DICOM lists one; the
 others are RedSeg's own under the private coding scheme ``99REDSEG`` (docs/dicom.md lists them).
 """
@@ -39,6 +40,11 @@ REFER = private("RS-REFER", "Refer: score at or above the operating point")
 BELOW = private("RS-BELOW", "Below the referral operating point")
 UNGRADABLE_CALL = private("RS-NO-DECISION", "Ungradable: no referral decision")
 NO_SCORE = private("RS-NO-SCORE", "No referral score")
+OEDEMA_SCORE = private("RS-DME-SCORE", "Macular oedema risk score")
+OEDEMA_POINT = private("RS-DME-POINT", "Macular oedema risk operating point")
+OEDEMA_CALL = private("RS-DME-RISK", "Macular oedema risk call")
+AT_RISK = private("RS-DME-AT-RISK", "At risk of macular oedema: at or above its operating point")
+NOT_AT_RISK = private("RS-DME-BELOW", "Below the macular oedema risk operating point")
 GRADABLE = private("RS-GRADABLE", "Gradable")
 UNGRADABLE = private("RS-UNGRADABLE", "Ungradable: retake the photograph")
 UNGRADABLE_REASON = private("RS-UNGRADABLE-WHY", "Reason the photograph is ungradable")
@@ -117,7 +123,7 @@ def referral_call(summary: ScreeningSummary) -> CodedConcept:
 def photograph_group(
     summary: ScreeningSummary, source: Dataset, algorithm_id: hd.sr.AlgorithmIdentification
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """The whole photograph's figures: field of view, gradable share, quality and referral."""
+    """The whole photograph's figures: field of view, gradable share, quality, referral and the risk of macular oedema."""
     fov = summary.field_of_view
     measurements = [measurement(FOV_AREA, fov.area_pixels, PIXEL_UNIT), measurement(GRADABLE_SHARE, fov.gradable_fraction, RATIO_UNIT)]
     if summary.referral is not None:
@@ -126,6 +132,10 @@ def photograph_group(
     evaluations = [hd.sr.QualitativeEvaluation(IMAGE_QUALITY, GRADABLE if summary.quality.gradable else UNGRADABLE)]
     evaluations += [hd.sr.QualitativeEvaluation(UNGRADABLE_REASON, REASONS[reason]) for reason in summary.quality.reasons]
     evaluations.append(hd.sr.QualitativeEvaluation(REFERRAL, referral_call(summary)))
+    risk = summary.macular_oedema
+    if risk is not None:
+        measurements += [measurement(OEDEMA_SCORE, risk.score, NO_UNITS), measurement(OEDEMA_POINT, risk.operating_point, NO_UNITS)]
+        evaluations.append(hd.sr.QualitativeEvaluation(OEDEMA_CALL, AT_RISK if risk.at_risk else NOT_AT_RISK))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid.generate_uid(), identifier="photograph"),
         algorithm_id=algorithm_id,

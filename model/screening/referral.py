@@ -23,7 +23,8 @@ DISCLAIMER = (
 EXUDATE_DISCLAIMER = (
     "An aid, not a grade: diabetic-retinopathy grading also depends on what RedSeg does not see "
     "(new vessels, venous beading, macular thickening). The score reflects the red lesions and exudates "
-    "it segments; a photograph below the operating point can still need referral."
+    "it segments; a photograph below the operating point can still need referral. The risk of macular oedema, "
+    "where given, reads hard exudates near the macula: it is not a DME grading."
 )
 """What the answer says of a model that also segments hard and soft exudates."""
 
@@ -46,9 +47,12 @@ INDEPENDENT_VALIDATION: dict[tuple[str, str], dict] = {
 CAMERAS = "validated on one camera (IDRiD's); its figures on other cameras are not known"
 
 
-def quoted_validation(validation: dict, name: str, version: str) -> dict:
-    """The score's stored validation, with where it was validated and the independent figures where known."""
-    return validation | {"cameras": CAMERAS, "independent": INDEPENDENT_VALIDATION.get((name, version))}
+def quoted_validation(
+    validation: dict, name: str, version: str, independent: Mapping[tuple[str, str], dict] = INDEPENDENT_VALIDATION
+) -> dict:
+    """A score's stored validation, with where it was validated and the independent figures where known
+    (``independent``: by checkpoint, the referral score's by default)."""
+    return validation | {"cameras": CAMERAS, "independent": independent.get((name, version))}
 
 
 class ReferralScoreError(ValueError):

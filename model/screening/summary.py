@@ -27,6 +27,17 @@ class Referral:
 
 
 @dataclass(frozen=True)
+class MacularOedemaRisk:
+    """The risk of macular oedema (IDRiD's DME grade > 0) from the same features: an aid, not a DME grading."""
+
+    score: float
+    operating_point: float
+    at_risk: bool
+    """score >= operating_point."""
+    validation: dict
+
+
+@dataclass(frozen=True)
 class ScreeningSummary:
     lesions: dict[str, LesionCount]
     """Each lesion the model segments, in its output order, at the checkpoint's operating thresholds."""
@@ -37,6 +48,8 @@ class ScreeningSummary:
     note: str | None = None
     """Why there is no referral score, when there is none."""
     disclaimer: str = DISCLAIMER
+    macular_oedema: MacularOedemaRisk | None = None
+    """None without hard exudates, without a fitted risk score, or for an ungradable photograph."""
 
 
 def ungradable_note(quality: ImageQuality) -> str:
@@ -51,6 +64,22 @@ def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | 
         return ReferralScore.from_dict(checkpoint.referral), None
     except ReferralScoreError as exc:
         return None, str(exc)
+
+
+def macular_oedema_score(checkpoint: Checkpoint) -> ReferralScore | None:
+    """The checkpoint's macular-oedema risk score: None without hard exudates, a fitted score or a readable one."""
+    if "EX" not in checkpoint.config.lesions or not checkpoint.macular_oedema:
+        return None
+    try:
+        return ReferralScore.from_dict(checkpoint.macular_oedema)
+    except ReferralScoreError:
+        return None
+
+
+def _scored(score: ReferralScore, features: dict[str, float]) -> tuple[float, float, bool]:
+    """The score of one photograph's features, its operating point and whether it is at or above it."""
+    value = score.score(features)
+    return value, score.operating_point, value >= score.operating_point
 
 
 def summarise(
@@ -73,21 +102,25 @@ def summarise(
         lesions = {lesion: count_regions(masks.regions[lesion], lesion, fov.area_pixels) for lesion in masks.regions}
     else:
         lesions = lesion_counts(probabilities, checkpoint.thresholds, fov.area_pixels)
-    score, note = referral_score(checkpoint)
+    (score, note), oedema = referral_score(checkpoint), macular_oedema_score(checkpoint)
     if not quality.gradable:
-        score, note = None, ungradable_note(quality)
+        score, oedema, note = None, None, ungradable_note(quality)
     caveat = disclaimer(checkpoint.config.lesions)
-    if score is None:
+    if score is None and oedema is None:
         return ScreeningSummary(lesions, fov, quality, None, note, caveat)
-    value = score.score(image_features(probabilities, checkpoint.thresholds, fov, score.features, {"op": lesions}, image, disc))
-    validation = quoted_validation(score.validation, checkpoint.name, checkpoint.version)
-    referral = Referral(value, score.operating_point, value >= score.operating_point, validation)
-    return ScreeningSummary(lesions, fov, quality, referral, disclaimer=caveat)
+    names = dict.fromkeys(name for fitted in (score, oedema) if fitted is not None for name in fitted.features)
+    features = image_features(probabilities, checkpoint.thresholds, fov, names, {"op": lesions}, image, disc)
+    name, version = checkpoint.name, checkpoint.version
+    referral = None if score is None else Referral(*_scored(score, features), quoted_validation(score.validation, name, version))
+    risk = None if oedema is None else MacularOedemaRisk(
+        *_scored(oedema, features), quoted_validation(oedema.validation, name, version, independent={}))
+    return ScreeningSummary(lesions, fov, quality, referral, note, caveat, risk)
 
 
 def one_line(summary: ScreeningSummary) -> str:
     """``19 MA and 28 HE lesions, gradable 98%, referral score 0.97 >= 0.74: refer``; a model that also
-    segments exudates: ``19 MA, 28 HE, 6 EX and 0 SE lesions, ...``."""
+    segments exudates: ``19 MA, 28 HE, 6 EX and 0 SE lesions, ...``, and with its macular-oedema risk score
+    ``...: refer; macular oedema risk 0.81 >= 0.40: at risk``."""
     counts = [f"{found.count} {lesion}" for lesion, found in summary.lesions.items()]
     counts = f"{', '.join(counts[:-1])} and {counts[-1]}"
     text = f"{counts} lesions, gradable {100 * summary.field_of_view.gradable_fraction:.0f}%"
@@ -95,16 +128,29 @@ def one_line(summary: ScreeningSummary) -> str:
         return f"{text}; {ungradable_note(summary.quality)}"
     referral = summary.referral
     if referral is None:
-        return f"{text}, no referral score"
-    verdict = ">= {:.2f}: refer" if referral.refer else "< {:.2f}: below the referral point"
-    return f"{text}, referral score {referral.score:.2f} {verdict.format(referral.operating_point)}"
+        text = f"{text}, no referral score"
+    else:
+        verdict = ">= {:.2f}: refer" if referral.refer else "< {:.2f}: below the referral point"
+        text = f"{text}, referral score {referral.score:.2f} {verdict.format(referral.operating_point)}"
+    risk = summary.macular_oedema
+    if risk is None:
+        return text
+    verdict = ">= {:.2f}: at risk" if risk.at_risk else "< {:.2f}: below the risk point"
+    return f"{text}; macular oedema risk {risk.score:.2f} {verdict.format(risk.operating_point)}"
+
+
+OEDEMA_FIELDS = ("macular_oedema_risk", "macular_oedema_operating_point", "macular_oedema_at_risk")
+"""screening.csv's macular-oedema risk columns (models that segment hard exudates)."""
 
 
 def csv_fields(lesions: Iterable[str] = RED_LESIONS) -> list[str]:
-    """screening.csv's columns for a model segmenting ``lesions``: three per lesion, in their order."""
+    """screening.csv's columns for a model segmenting ``lesions``: three per lesion, in their order, and with
+    hard exudates the macular-oedema risk's three."""
+    lesions = list(lesions)
     columns = [f"{lesion}_{kind}" for lesion in lesions for kind in ("count", "area_pixels", "area_fraction_fov")]
     quality = ["fov_area_pixels", "gradable_fraction", "gradable", "ungradable_reasons"]
-    return ["image", *columns, *quality, "referral_score", "operating_point", "refer"]
+    oedema = list(OEDEMA_FIELDS) if "EX" in lesions else []
+    return ["image", *columns, *quality, "referral_score", "operating_point", "refer", *oedema]
 
 
 CSV_FIELDS = csv_fields()
@@ -124,4 +170,8 @@ def csv_row(image: str, summary: ScreeningSummary) -> dict:
     row["referral_score"] = "" if referral is None else f"{referral.score:.4f}"
     row["operating_point"] = "" if referral is None else f"{referral.operating_point:.4f}"
     row["refer"] = "" if referral is None else int(referral.refer)
+    if "EX" in summary.lesions:
+        risk = summary.macular_oedema
+        values = ("", "", "") if risk is None else (f"{risk.score:.4f}", f"{risk.operating_point:.4f}", int(risk.at_risk))
+        row |= dict(zip(OEDEMA_FIELDS, values))
     return row

@@ -261,5 +261,7 @@ def _observe(metrics: Metrics, image: np.ndarray, rendered: Rendered, summary: S
         metrics.components.labels(lesion=lesion).observe(stats.components)
     if summary.referral is not None:
         metrics.referral_score.observe(summary.referral.score)
+    if summary.macular_oedema is not None:
+        metrics.macular_oedema_risk.observe(summary.macular_oedema.score)
     for reason in summary.quality.reasons:
         metrics.ungradable.labels(reason=reason).inc()

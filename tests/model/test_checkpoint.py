@@ -91,8 +91,9 @@ def test_the_bundled_default_is_the_full_width_model_and_the_fast_one_a_quarter_
     default, fast = load_checkpoint(DEFAULT_CHECKPOINT), load_checkpoint(FAST_CHECKPOINT)
     assert (default.config.width, fast.config.width) == (1.0, 0.25)
     assert DEFAULT_CHECKPOINT.stat().st_size <= 30 * 10**6
-    for checkpoint in (default, fast):  # calibrated, with a referral score fitted for its own maps
+    for checkpoint in (default, fast):  # calibrated, with a referral score and a macular-oedema risk score fitted for its own maps
         assert checkpoint.calibration is not None and checkpoint.referral is not None
+        assert checkpoint.macular_oedema["validation"]["target"] == "risk of macular oedema (IDRiD grade > 0)"
 
 
 def test_the_loaded_network_has_its_batch_norm_folded_unless_it_is_to_be_trained():

@@ -13,6 +13,7 @@ from model import segment_files
 from model.cli import main
 from model.config import ALL_LESIONS, LESIONS
 from model.screening.masks import lesion_stats, probability_to_uint16, uint16_to_probability
+from model.screening.summary import OEDEMA_FIELDS
 
 from tests.model.conftest import ROOT, fundus_like, tiny_model
 
@@ -120,6 +121,7 @@ def test_a_four_lesion_model_writes_every_lesions_files_line_and_columns(tmp_pat
     assert [row["image"] for row in rows] == ["a.png", "b.jpg"]
     assert list(rows[0])[1:13] == [f"{lesion}_{kind}" for lesion in ALL_LESIONS
                                    for kind in ("count", "area_pixels", "area_fraction_fov")]
+    assert list(rows[0])[-3:] == list(OEDEMA_FIELDS) and rows[0]["macular_oedema_risk"] == ""  # no fitted risk score
     for path, line in zip(images, capsys.readouterr().out.splitlines()):
         stats = {lesion: lesion_stats(read(out / f"{path.stem}_{lesion}_mask.png")) for lesion in ALL_LESIONS}
         assert f", EX {stats['EX'].area_pixels} px in {stats['EX'].components} region" in line

@@ -18,6 +18,7 @@ with warnings.catch_warnings():
 from service import version
 from service.app import StartupError, create_app, load_pool
 from service.metrics import Metrics
+from service.schemas import SegmentResponse
 from service.settings import Settings
 from tests.service.helpers import free_port, make_settings, serve_subprocess, wait_until
 
@@ -94,6 +95,9 @@ def test_openapi_documents_the_upload_the_answer_and_an_example(checkpoint: Path
     assert operation["requestBody"]["content"]["multipart/form-data"]["encoding"]["image"]["contentType"].startswith("image/")
     answer = spec["components"]["schemas"]["SegmentResponse"]
     assert answer["examples"][0]["image"] == {"width": 4288, "height": 2848}
+    assert SegmentResponse.model_validate(answer["examples"][0]).screening.macular_oedema.at_risk  # the example is an answer
+    risk = spec["components"]["schemas"]["MacularOedemaResult"]
+    assert set(risk["properties"]) == {"score", "operating_point", "at_risk", "validation"} and "not a DME grading" in str(risk)
     assert "/healthz" in spec["paths"] and "/readyz" in spec["paths"]
     assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
 

@@ -108,6 +108,9 @@ def test_viewer_errors_then_segments_a_photograph(browser: webdriver.Chrome, bun
     ).json()
     assert shown == {lesion: answer["screening"]["lesions"][lesion]["count"] for lesion in ("MA", "HE", "EX", "SE")}
     assert "not a grade" in browser.find_element(By.ID, "disclaimer").text
+    risk = answer["screening"]["macular_oedema"]  # the bundled model carries a risk-of-macular-oedema score
+    assert browser.find_element(By.ID, "oedema-risk").text == f"Macular oedema risk {risk['score']:.2f}"
+    assert f"ROC AUC {risk['validation']['roc_auc']:.2f}" in browser.find_element(By.ID, "oedema-validation").text
     links = [a.get_attribute("download") for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")]
     assert links == [f"IDRiD_05_{lesion}_{kind}.png" for lesion in ("MA", "HE", "EX", "SE") for kind in ("mask", "prob")]
     overlay_pixels = browser.execute_script(

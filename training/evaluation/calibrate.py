@@ -202,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.holdout = not args.images  # the hold-out unless --images names others
 
-    from model.checkpoint import LEGACY_REFERRAL_KEY, REFERRAL_KEY, CheckpointError, load_checkpoint, update_metadata
+    from model.checkpoint import (
+        LEGACY_REFERRAL_KEY, MACULAR_OEDEMA_KEY, REFERRAL_KEY, CheckpointError, load_checkpoint, update_metadata,
+    )
     from model.inference import TileSettings
     from model.tta import check_tta
     from training.data.idrid import DatasetLayoutError
@@ -229,11 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     calibration = Calibration(scalings, checkpoint.raw_thresholds, {"images": images, "folds": args.folds,
                                                                      "precision": args.precision})
     calibration, thresholds = keep_others(checkpoint, calibration, thresholds, fitted)
-    stale = referral_reads(checkpoint.referral, fitted)  # it read maps now recalibrated
-    drop = (REFERRAL_KEY, LEGACY_REFERRAL_KEY) if stale else ()
+    stale = any(referral_reads(score, fitted) for score in (checkpoint.referral, checkpoint.macular_oedema))  # it read maps now recalibrated
+    drop = (REFERRAL_KEY, LEGACY_REFERRAL_KEY, MACULAR_OEDEMA_KEY) if stale else ()  # both scores are fitted together
     written = update_metadata(args.checkpoint, args.write, drop=drop, calibration=calibration.to_dict(), thresholds=thresholds)
     if stale:
-        print(f"redseg-calibrate: {written} no longer carries its referral score, fitted on uncalibrated maps: "
+        print(f"redseg-calibrate: {written} no longer carries its referral score (nor its macular-oedema risk score), "
+              "fitted on uncalibrated maps: "
               "fit it again (redseg-screen --write, make screen)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": str(written), "images": images, "thresholds": thresholds, "modes": reports}

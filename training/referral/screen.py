@@ -3,7 +3,8 @@
 Segments every graded photograph (features cached per model), cross-validates the referral score
 against referable DR (grade >= 2) next to single-feature and simple-rule baselines, writes
 ``metrics.json``, ``per_image.csv``, ``table.md``, ``roc.png`` and ``score_by_grade.png`` to ``--out``, and with
-``--write`` stores the score fitted on all photographs in the checkpoint's metadata.
+``--write`` stores the score fitted on all photographs in the checkpoint's metadata. Where the features read hard
+exudates, a second score, the risk of macular oedema (IDRiD's DME grade > 0), is validated and stored the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,54 +80,98 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> tuple[dict, ReferralScore, np.ndarray]:
-    """The validation figures, the score refitted on every photograph, and the out-of-fold scores."""
-    labels = np.array([image.referable for image in images], dtype=int)
+REFERRAL_TARGET = f"referable diabetic retinopathy (IDRiD grade >= {REFERABLE_GRADE})"
+OEDEMA_TARGET = "risk of macular oedema (IDRiD grade > 0)"
+
+
+@dataclass(frozen=True)
+class Validated:
+    """A score validated by cross-validation and refitted on every photograph."""
+
+    score: ReferralScore
+    """Refitted on all photographs, at the operating point reaching the target sensitivity out of fold, with its validation."""
+    figures: dict
+    """ROC AUC, sensitivity and specificity out of fold, with 95% intervals, and the final operating point."""
+    scores: np.ndarray
+    """Each photograph's out-of-fold score."""
+    fold_operating_points: dict
+    """The lowest and highest of the folds' own operating points."""
+
+
+def validate_score(rows: list[dict], labels: np.ndarray, args: argparse.Namespace, target: str, positives: str) -> Validated:
+    """Cross-validate the score of ``args.features`` for ``labels`` (``target``; ``positives`` names the positive
+    photographs), then refit it on every photograph."""
     cv = cross_validate(rows, labels, args.features, args.folds, args.repeats, args.seed, args.target_sensitivity)
     boot = dict(resamples=args.bootstrap, seed=args.seed)
-    score_figures = auc_with_interval(labels, cv.scores, **boot) | rule_figures(labels, cv.referred, **boot)
+    figures = auc_with_interval(labels, cv.scores, **boot) | rule_figures(labels, cv.referred, **boot)
     operating_point = threshold_for_sensitivity(cv.scores, labels, args.target_sensitivity)
     validation = {
-        "target": f"referable diabetic retinopathy (IDRiD grade >= {REFERABLE_GRADE})",
-        "data": f"IDRiD disease grading, training set: {len(labels)} photographs, {int(labels.sum())} referable",
+        "target": target,
+        "data": f"IDRiD disease grading, training set: {len(labels)} photographs, {int(labels.sum())} {positives}",
         "method": f"{args.repeats}x repeated stratified {args.folds}-fold cross-validation, out-of-fold scores; "
         f"operating point per fold for sensitivity >= {args.target_sensitivity} on that fold's training photographs; "
         f"95% intervals by {args.bootstrap} bootstrap resamples of photographs",
-        "roc_auc": round(score_figures["auc"], 4),
-        "roc_auc_ci95": [round(v, 4) for v in score_figures["auc_ci95"]],
-        "sensitivity": round(score_figures["sensitivity"], 4),
-        "specificity": round(score_figures["specificity"], 4),
+        "roc_auc": round(figures["auc"], 4),
+        "roc_auc_ci95": [round(v, 4) for v in figures["auc_ci95"]],
+        "sensitivity": round(figures["sensitivity"], 4),
+        "specificity": round(figures["specificity"], 4),
     }
-    score = fit_score(rows, labels, args.features, operating_point)
-    score = ReferralScore(**(score.to_dict() | {"validation": validation}))
+    score = replace(fit_score(rows, labels, args.features, operating_point), validation=validation)
+    points = {"min": min(cv.fold_operating_points), "max": max(cv.fold_operating_points)}
+    return Validated(score, figures | {"operating_point_final": operating_point}, cv.scores, points)
+
+
+def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> tuple[dict, Validated, Validated | None]:
+    """The validation figures, the referral score and, where the features read hard exudates, the macular-oedema
+    risk score, each refitted on every photograph."""
+    labels = np.array([image.referable for image in images], dtype=int)
+    referral = validate_score(rows, labels, args, REFERRAL_TARGET, "referable")
     metrics = {
-        "fitted_score": score.to_dict(),
+        "fitted_score": referral.score.to_dict(),
         "checkpoint": str(args.checkpoint),
         "features": args.features,
-        "score": score_figures | {"operating_point_final": operating_point},
-        "fold_operating_points": {"min": min(cv.fold_operating_points), "max": max(cv.fold_operating_points)},
-        "single_features": {name: auc_with_interval(labels, _column(rows, f), **boot) for name, f in SINGLE_FEATURES.items()},
-        "rules": {name: rule_figures(labels, _column(rows, f) >= n, **boot) for name, (f, n) in RULES.items()}
-        | {
-            name: rule_figures(labels, cross_validated_rule(_column(rows, f), labels, args.folds, args.repeats, args.seed,
-                                                            args.target_sensitivity), **boot)
-            for name, f in FOLD_RULES.items()
-        },
-        "validation": validation,
+        "score": referral.figures,
+        "fold_operating_points": referral.fold_operating_points,
+        **baselines(rows, labels, args),
+        "validation": referral.score.validation,
         "disclaimer": DISCLAIMER,
     }
-    if any(image.macular_oedema for image in images):
-        metrics["macular_oedema"] = macular_oedema_figures(images, rows, args)
-    return metrics, score, cv.scores
+    oedema = macular_oedema(images, rows, args)
+    if oedema is None:
+        return metrics, referral, None
+    offered = reads_exudates(args.features)  # else measured, for comparison, but not offered
+    metrics["macular_oedema"] = {"target": OEDEMA_TARGET, "positives": sum(image.macular_oedema > 0 for image in images)}
+    metrics["macular_oedema"] |= oedema.figures | {"fold_operating_points": oedema.fold_operating_points}
+    metrics["macular_oedema"]["fitted_score"] = oedema.score.to_dict() if offered else None
+    return metrics, referral, oedema if offered else None
 
 
-def macular_oedema_figures(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> dict:
-    """How well the same features tell a photograph with a risk of macular oedema (IDRiD's grade > 0), cross-validated."""
-    labels = np.array([image.macular_oedema > 0 for image in images], dtype=int)
-    cv = cross_validate(rows, labels, args.features, args.folds, args.repeats, args.seed, args.target_sensitivity)
+def baselines(rows: list[dict], labels: np.ndarray, args: argparse.Namespace) -> dict:
+    """Each single feature's AUC and the count rules' sensitivity and specificity (N fixed, or chosen per fold)."""
     boot = dict(resamples=args.bootstrap, seed=args.seed)
-    return {"target": "risk of macular oedema (IDRiD grade > 0)", "positives": int(labels.sum())} | auc_with_interval(
-        labels, cv.scores, **boot) | rule_figures(labels, cv.referred, **boot)
+    per_fold = {
+        name: cross_validated_rule(_column(rows, f), labels, args.folds, args.repeats, args.seed, args.target_sensitivity)
+        for name, f in FOLD_RULES.items()
+    }
+    return {
+        "single_features": {name: auc_with_interval(labels, _column(rows, f), **boot) for name, f in SINGLE_FEATURES.items()},
+        "rules": {name: rule_figures(labels, _column(rows, f) >= n, **boot) for name, (f, n) in RULES.items()}
+        | {name: rule_figures(labels, referred, **boot) for name, referred in per_fold.items()},
+    }
+
+
+def macular_oedema(images: list[GradedImage], rows: list[dict], args: argparse.Namespace) -> Validated | None:
+    """The same features' score for a risk of macular oedema (IDRiD's grade > 0), cross-validated and refitted
+    as the referral score; None without a photograph at risk."""
+    labels = np.array([image.macular_oedema > 0 for image in images], dtype=int)
+    if not labels.any():
+        return None
+    return validate_score(rows, labels, args, OEDEMA_TARGET, "with a risk of macular oedema")
+
+
+def reads_exudates(features: list[str]) -> bool:
+    """Whether a score of ``features`` may state a risk of macular oedema: red lesions alone cannot see it."""
+    return any(name.startswith("EX_") for name in features)
 
 
 def _column(rows: list[dict], name: str) -> np.ndarray:
@@ -161,7 +207,8 @@ def format_table(metrics: dict) -> str:
     lines += [f"| rule: {name} | | {_rate(m, 'sensitivity')} | {_rate(m, 'specificity')} |" for name, m in metrics["rules"].items()]
     if "macular_oedema" in metrics:
         m = metrics["macular_oedema"]
-        lines.append(f"| the same features for {m['target']}, cross-validated | {_auc(m)} | {_rate(m, 'sensitivity')} | "
+        stored = f", stored with operating point {m['operating_point_final']:.3f}" if m.get("fitted_score") else ""
+        lines.append(f"| the same features for {m['target']}, cross-validated{stored} | {_auc(m)} | {_rate(m, 'sensitivity')} | "
                      f"{_rate(m, 'specificity')} |")
     return "\n".join(lines)
 
@@ -191,15 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     tiles = TileSettings(precision=args.precision)
     features = extract_features(images, checkpoint, digest, tiles, args.cache, not args.no_progress)
     rows = [features[image.name] for image in images]
-    metrics, score, scores = validate(images, rows, args)
-    write_report(args.out, images, rows, metrics, scores)
+    metrics, referral, oedema = validate(images, rows, args)
+    write_report(args.out, images, rows, metrics, referral.scores)
     table = format_table(metrics)
     (args.out / "table.md").write_text(table + "\n")
     print(table)
-    print(f"operating point of the refitted score: {score.operating_point:.4f}; report in {args.out}")
+    print(f"operating point of the refitted score: {referral.score.operating_point:.4f}; report in {args.out}")
+    if oedema is not None:
+        print(f"operating point of the refitted macular-oedema risk score: {oedema.score.operating_point:.4f}")
     if args.write:
-        write_referral(args.checkpoint, score.to_dict())
-        print(f"referral score written into {args.checkpoint}")
+        write_referral(args.checkpoint, referral.score.to_dict(), None if oedema is None else oedema.score.to_dict())
+        print(f"referral score{'' if oedema is None else ' and macular-oedema risk score'} written into {args.checkpoint}")
     return 0
 
 

@@ -255,8 +255,26 @@ function showSummary(screening, model) {
     validation.id = "referral-validation";
     box.append(validation);
   }
+  if (screening.macular_oedema) showOedemaRisk(box, screening.macular_oedema);
   $("disclaimer").textContent = screening.disclaimer;
   $("results").hidden = false;
+}
+
+function showOedemaRisk(box, risk) {
+  const verdict = risk.at_risk
+    ? "at risk: hard exudates suggest a risk of macular oedema"
+    : "below the risk point: the hard exudates found do not suggest a risk of macular oedema";
+  const score = paragraph(`Macular oedema risk ${risk.score.toFixed(2)}`);
+  score.className = `score ${risk.at_risk ? "refer" : "below"}`;
+  score.id = "oedema-risk";
+  box.append(score, paragraph(`${verdict} (operating point ${risk.operating_point.toFixed(2)}).`));
+  const v = risk.validation || {};
+  const auc = v.roc_auc !== undefined ? `ROC AUC ${v.roc_auc.toFixed(2)}` : "not validated";
+  const ci = v.roc_auc_ci95 ? ` (95% CI ${v.roc_auc_ci95[0].toFixed(2)}-${v.roc_auc_ci95[1].toFixed(2)})` : "";
+  const rates = v.sensitivity !== undefined ? `, sensitivity ${v.sensitivity.toFixed(2)}, specificity ${v.specificity.toFixed(2)}` : "";
+  const validation = paragraph(`An aid, not a DME grading: ${auc}${ci}${rates} for ${v.target || "a risk of macular oedema"}, by cross-validation on one camera (IDRiD).`);
+  validation.id = "oedema-validation";
+  box.append(validation);
 }
 
 function paragraph(text) {

@@ -16,7 +16,7 @@ from model.formats.dicom_sr import SCHEME, report_values, structured_report
 from model.screening.features import FieldOfView, LesionCount
 from model.screening.quality import ImageQuality
 from model.screening.referral import DISCLAIMER
-from model.screening.summary import Referral, ScreeningSummary, ungradable_note
+from model.screening.summary import MacularOedemaRisk, Referral, ScreeningSummary, ungradable_note
 from tests.dicom_files import dciodvfy_errors, photograph, sample_rgb
 
 THRESHOLDS = {"MA": 0.5, "HE": 0.45}
@@ -146,6 +146,20 @@ def test_the_exudates_are_reported_when_the_summary_carries_them(source, four_se
         (1, "Retinal microaneurysm"), (2, "Retinal hemorrhage"), (3, "Retinal exudates"), (4, "Soft exudate (cotton wool spot)")]
     parameters = sr.ContentSequence[-2].ContentSequence[0]  # the algorithm's parameters name every threshold counted at
     assert "SE threshold 0.6" in str(parameters)
+    assert "Macular oedema risk call" not in values["photograph"]  # a summary without the risk states none
+
+
+@pytest.mark.parametrize("at_risk", [True, False])
+def test_the_risk_of_macular_oedema_is_reported_beside_the_referral_call(source, four_seg, tmp_path, at_risk):
+    risk = MacularOedemaRisk(0.6123 if at_risk else 0.2, 0.38, at_risk, {})
+    summary = ScreeningSummary(EXUDATES_FOUND, FOV, quality(), Referral(0.8, 0.74, True, {}), macular_oedema=risk)
+    data = to_bytes(structured_report(source, four_seg, summary, FOUR, "redseg-test", "7"))
+    assert dciodvfy_errors(data, tmp_path, iod="ComprehensiveSR") == []
+    photo = report_values(pydicom.dcmread(BytesIO(data)))["photograph"]
+    assert photo["Macular oedema risk score"] == pytest.approx(risk.score) and photo["Macular oedema risk operating point"] == 0.38
+    assert photo["Macular oedema risk call"] == [
+        "At risk of macular oedema: at or above its operating point" if at_risk else "Below the macular oedema risk operating point"]
+    assert photo["Referral call"] == ["Refer: score at or above the operating point"] and photo["CAD Operating Point"] == 0.74
 
 
 def test_a_red_lesion_summary_on_a_four_lesion_seg_refers_to_the_red_segments(source, four_seg, tmp_path):

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from model import load_checkpoint, save_checkpoint
-from model.checkpoint import model_digest, write_referral
+from model.checkpoint import model_digest, update_metadata, write_referral
 from model.screening.referral import DISCLAIMER, ReferralScore, ReferralScoreError
 from model.checkpoint import FAST_CHECKPOINT
 from model.formats.images import read_image
 from model.inference import predict_probabilities
 from model.screening.masks import lesion_masks
 from model.screening.features import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, region_stats
-from model.screening.summary import CSV_FIELDS, NO_SCORE, csv_fields, csv_row, one_line, summarise
+from model.screening.summary import CSV_FIELDS, NO_SCORE, OEDEMA_FIELDS, csv_fields, csv_row, one_line, summarise
 
 from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
 
@@ -125,6 +125,57 @@ def test_a_four_lesion_summary_counts_exudates_and_keeps_a_red_lesion_score(tmp_
     assert list(row) == csv_fields(summary.lesions) and row["EX_count"] == 2 and row["EX_area_pixels"] == 18
     assert csv_fields(["MA", "HE"]) == CSV_FIELDS and csv_fields(summary.lesions)[7:13] == [
         "EX_count", "EX_area_pixels", "EX_area_fraction_fov", "SE_count", "SE_area_pixels", "SE_area_fraction_fov"]
+
+
+def oedema_model(operating_point: float = 0.4) -> ReferralScore:
+    return ReferralScore(
+        features=["EX_count_op", "HE_count_op"], units=[1.0, 1.0], mean=[0.0, 0.0], scale=[1.0, 1.0],
+        coef=[1.5, 0.1], intercept=-1.0, operating_point=operating_point,
+        validation={"target": "risk of macular oedema (IDRiD grade > 0)", "roc_auc": 0.95},
+    )  # fmt: skip
+
+
+def test_a_four_lesion_model_states_its_macular_oedema_risk_beside_the_referral_score(tmp_path):
+    model = tiny_model(ex_stages=(3, 4, 5), se_stages=(3, 4, 5))
+    path = save_checkpoint(tmp_path / "four.safetensors", model, thresholds={"MA": 0.5, "HE": 0.5, "EX": 0.5, "SE": 0.5})
+    digest, image = model_digest(path), fundus_like(90, 120)
+    probabilities = np.zeros((4, 90, 120), np.float32)
+    probabilities[1, 40:44, 50:54] = 1.0
+    probabilities[2, 20:23, 60:63] = probabilities[2, 60:63, 60:63] = 0.8  # two hard exudates
+    old = summarise(image, probabilities, load_checkpoint(path))  # a checkpoint without the risk score loads
+    assert old.macular_oedema is None and "macular oedema" not in one_line(old)
+    row = csv_row("a.png", old)
+    assert list(row) == csv_fields(old.lesions) and [row[k] for k in OEDEMA_FIELDS] == ["", "", ""]
+
+    write_referral(path, score_model(operating_point=0.3).to_dict(), oedema_model().to_dict())
+    assert model_digest(path) == digest  # the features cache and the OpenVINO IR stay valid
+    checkpoint = load_checkpoint(path)
+    assert ReferralScore.from_dict(checkpoint.macular_oedema) == oedema_model()
+    summary = summarise(image, probabilities, checkpoint)
+    expected = oedema_model().score({"EX_count_op": 2, "HE_count_op": 1})
+    risk = summary.macular_oedema
+    assert risk.score == pytest.approx(expected) and expected >= 0.4 and risk.at_risk and risk.operating_point == 0.4
+    assert risk.validation["roc_auc"] == 0.95 and "one camera" in risk.validation["cameras"] and risk.validation["independent"] is None
+    assert summary.referral.score == pytest.approx(score_model().score({"HE_count_op": 1, "MA_count_op": 0}))
+    assert one_line(summary).endswith(f": below the referral point; macular oedema risk {expected:.2f} >= 0.40: at risk")
+    row = csv_row("a.png", summary)
+    assert list(row) == csv_fields(summary.lesions) and list(row)[-3:] == list(OEDEMA_FIELDS)
+    assert [row[k] for k in OEDEMA_FIELDS] == [f"{expected:.4f}", "0.4000", 1]
+
+    write_referral(path, score_model(operating_point=0.3).to_dict(), oedema_model(operating_point=0.9).to_dict())
+    below = summarise(image, probabilities, load_checkpoint(path))
+    assert not below.macular_oedema.at_risk and one_line(below).endswith(f"risk {expected:.2f} < 0.90: below the risk point")
+    assert csv_row("a.png", below)["macular_oedema_at_risk"] == 0
+
+    write_referral(path, score_model(operating_point=0.3).to_dict())  # a refit without a risk score drops the old one
+    assert load_checkpoint(path).macular_oedema is None and model_digest(path) == digest
+
+
+def test_a_red_lesion_model_states_no_macular_oedema_risk(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), thresholds={"MA": 0.5, "HE": 0.5})
+    update_metadata(path, macular_oedema=ReferralScore(**(oedema_model().to_dict() | {"features": ["HE_count_op"] * 2})).to_dict())
+    summary = summarise(fundus_like(90, 120), np.zeros((2, 90, 120), np.float32), load_checkpoint(path))
+    assert summary.macular_oedema is None and list(csv_row("a.png", summary)) == CSV_FIELDS
 
 
 def test_region_stats_scan_only_the_masks_box_and_agree_with_a_whole_scan():

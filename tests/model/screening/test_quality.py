@@ -42,12 +42,13 @@ def test_a_degraded_photograph_is_ungradable_and_says_why(sample, degrade, reaso
 
 def test_an_ungradable_photograph_gets_no_referral_decision(sample):
     checkpoint = load_checkpoint(FAST_CHECKPOINT)
-    assert checkpoint.referral is not None
+    assert checkpoint.referral is not None and checkpoint.macular_oedema is not None
     dark = cv2.resize(exposed(sample, 0.1), (1072, 712), interpolation=cv2.INTER_AREA)
     probabilities = np.zeros((len(checkpoint.thresholds), *dark.shape[:2]), np.float32)
     summary = summarise(dark, probabilities, checkpoint, lesion_masks(probabilities, checkpoint.thresholds))
-    assert summary.referral is None and summary.note.startswith("ungradable (too dark")
+    assert summary.referral is None and summary.macular_oedema is None and summary.note.startswith("ungradable (too dark")
     assert "; ungradable (too dark" in one_line(summary)
     assert one_line(summary).endswith("): retake the photograph; no referral decision")
     row = csv_row("dark.jpg", summary)
     assert row["gradable"] == 0 and row["ungradable_reasons"].startswith("too dark") and row["refer"] == ""
+    assert row["macular_oedema_risk"] == row["macular_oedema_at_risk"] == ""

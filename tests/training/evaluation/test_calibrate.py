@@ -63,7 +63,7 @@ def test_cli_writes_the_calibration_into_a_copy(tmp_path, capsys):
     torch.manual_seed(0)
     model = RedSeg(RedSegConfig(width=0.0625, working_long_side=128)).eval()
     original = save_checkpoint(tmp_path / "tiny.safetensors", model, thresholds={"MA": 0.4, "HE": 0.6},
-                               referral={"fitted": "on raw maps"})
+                               referral={"fitted": "on raw maps"}, macular_oedema={"fitted": "on raw maps too"})
     data = make_fake_idrid(tmp_path / "idrid", names=("IDRiD_01", "IDRiD_02"), with_he=("IDRiD_01", "IDRiD_02"))
     written = tmp_path / "calibrated.safetensors"
     assert main(["--checkpoint", str(original), "--write", str(written), "--data", str(data), "--images",
@@ -75,6 +75,7 @@ def test_cli_writes_the_calibration_into_a_copy(tmp_path, capsys):
     assert all(t == round(t, 2) for t in calibrated.thresholds.values())
     assert load_checkpoint(original).calibration is None
     assert calibrated.referral is None and "referral score" in capsys.readouterr().err  # stale: fit it again
+    assert calibrated.macular_oedema is None and load_checkpoint(original).macular_oedema == {"fitted": "on raw maps too"}
     report = json.loads((tmp_path / "report" / "calibration.json").read_text())
     assert report["images"] == ["IDRiD_01", "IDRiD_02"]
     assert {"raw", "cross_fitted", "in_sample", "best_f1", "platt"} <= set(report["modes"]["hflip"][LESIONS[0]])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from model import RedSeg, RedSegConfig, load_checkpoint, save_checkpoint
+from model.checkpoint import model_digest
 from model.screening.referral import ReferralScore
 from training.referral import features as referral_features
 from training.referral import fit as referral_fit
@@ -20,21 +21,23 @@ from training.referral.screen import main
 from training.referral.fit import cross_validate, sensitivity_specificity, threshold_for_sensitivity
 
 GRADES = [0, 0, 1, 0, 2, 3, 0, 4, 2, 0, 3, 1]
+OEDEMA = [0, 0, 0, 1, 2, 2, 0, 2, 0, 0, 1, 0]
+"""IDRiD's risk of macular oedema (0, 1, 2) of the fake photographs, where a test gives it."""
 
 
-def make_fake_grading(root: Path, grades=GRADES) -> Path:
+def make_fake_grading(root: Path, grades=GRADES, oedema=None) -> Path:
     images = root / IMAGES_DIR
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
     rows = [["Image name", "Retinopathy grade", "Risk of macular edema "]]
-    for number, grade in enumerate(grades, start=1):
+    for number, (grade, risk) in enumerate(zip(grades, oedema or [0] * len(grades)), start=1):
         name = f"IDRiD_{number:03d}"
         image = np.zeros((80, 120, 3), np.uint8)
         cv2.circle(image, (60, 40), 38, (30, 70, 160), -1)
         for _ in range(3 * grade):
             cv2.circle(image, (int(rng.integers(35, 85)), int(rng.integers(15, 65))), 2, (10, 20, 60), -1)
         cv2.imwrite(str(images / f"{name}.jpg"), image)
-        rows.append([name, str(grade), "0"])
+        rows.append([name, str(grade), str(risk)])
     labels = root / LABELS_CSV
     labels.parent.mkdir(parents=True)
     with labels.open("w", newline="") as f:
@@ -87,7 +90,7 @@ def test_cross_validation_never_scores_a_photograph_with_a_model_fitted_on_it(mo
 
 
 def test_redseg_screen_reports_writes_the_score_and_reuses_the_cache(tmp_path, monkeypatch):
-    data = make_fake_grading(tmp_path / "grading")
+    data = make_fake_grading(tmp_path / "grading", oedema=OEDEMA)
     model = RedSeg(RedSegConfig(width=0.0625, working_long_side=128)).eval()
     checkpoint = save_checkpoint(tmp_path / "m.safetensors", model, thresholds={"MA": 0.5, "HE": 0.5})
     out, cache = tmp_path / "report", tmp_path / "cache"
@@ -102,6 +105,7 @@ def test_redseg_screen_reports_writes_the_score_and_reuses_the_cache(tmp_path, m
         assert len(list(csv.DictReader(f))) == len(GRADES)
     assert (out / "roc.png").stat().st_size > 1000 and (out / "score_by_grade.png").stat().st_size > 1000
     stored = ReferralScore.from_dict(load_checkpoint(checkpoint).referral)
+    assert load_checkpoint(checkpoint).macular_oedema is None  # a red-lesion model states no risk of macular oedema
     assert stored.features == ["HE_soft", "MA_soft"]
     assert stored.operating_point == metrics["score"]["operating_point_final"]
     assert stored.validation["roc_auc"] == round(metrics["score"]["auc"], 4)
@@ -112,6 +116,35 @@ def test_redseg_screen_reports_writes_the_score_and_reuses_the_cache(tmp_path, m
     monkeypatch.setattr(referral_features, "photograph_features", no_inference)
     assert main(args) == 0  # the score written into the checkpoint keeps its features cache valid
     assert json.loads((out / "metrics.json").read_text())["score"] == metrics["score"]
+
+
+def test_redseg_screen_fits_and_stores_a_macular_oedema_risk_score_for_a_model_with_hard_exudates(tmp_path, capsys):
+    data = make_fake_grading(tmp_path / "grading", oedema=OEDEMA)
+    assert [image.macular_oedema for image in list_graded(data)] == OEDEMA
+    model = RedSeg(RedSegConfig(width=0.0625, working_long_side=128, ex_stages=(3, 4, 5), se_stages=(3, 4, 5))).eval()
+    checkpoint = save_checkpoint(tmp_path / "four.safetensors", model, thresholds=dict.fromkeys(("MA", "HE", "EX", "SE"), 0.5))
+    digest, out, cache = model_digest(checkpoint), tmp_path / "report", tmp_path / "cache"
+    args = ["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), "--cache", str(cache), "--folds", "2",
+            "--repeats", "1", "--bootstrap", "50", "--no-progress"]
+    assert main(args + ["--features", "HE_soft,MA_soft,EX_soft,EX_count_op", "--write"]) == 0
+    figures = json.loads((out / "metrics.json").read_text())["macular_oedema"]
+    assert figures["target"] == "risk of macular oedema (IDRiD grade > 0)" and figures["positives"] == 5
+    assert 0 <= figures["auc"] <= 1 and {"sensitivity", "specificity", "auc_ci95"} <= set(figures)
+    loaded = load_checkpoint(checkpoint)
+    stored = ReferralScore.from_dict(loaded.macular_oedema)
+    assert stored.to_dict() == figures["fitted_score"] and stored.features == ["HE_soft", "MA_soft", "EX_soft", "EX_count_op"]
+    assert stored.operating_point == figures["operating_point_final"] != loaded.referral["operating_point"]
+    assert stored.validation["target"] == figures["target"] and stored.validation["roc_auc"] == round(figures["auc"], 4)
+    assert stored.validation["data"].endswith("12 photographs, 5 with a risk of macular oedema")
+    assert stored.validation["sensitivity"] == round(figures["sensitivity"], 4) and "cross-validation" in stored.validation["method"]
+    assert ReferralScore.from_dict(loaded.referral).validation["target"].startswith("referable diabetic retinopathy")
+    assert model_digest(checkpoint) == digest  # the features cache and the OpenVINO IR stay valid
+    assert "stored with operating point" in (out / "table.md").read_text()
+    assert "macular-oedema risk score written" in capsys.readouterr().out
+
+    assert main(args + ["--features", "HE_soft,MA_soft", "--write"]) == 0  # red lesions alone cannot see macular oedema
+    assert json.loads((out / "metrics.json").read_text())["macular_oedema"]["fitted_score"] is None  # measured, not offered
+    assert load_checkpoint(checkpoint).macular_oedema is None and model_digest(checkpoint) == digest
 
 
 def test_redseg_screen_rejects_a_missing_folder_and_unknown_features(tmp_path, capsys):
