@@ -23,7 +23,7 @@ from model.backends import BACKENDS, load_for_inference
 from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import PRECISIONS
-from model.screening.referral import DISCLAIMER, ReferralScore
+from model.screening.referral import ReferralScore, disclaimer
 from model.screening.features import feature_names
 from training.referral.grading import DEFAULT_ROOT, REFERABLE_GRADE, GradedImage, list_graded
 from training.data.idrid import DatasetLayoutError
@@ -134,7 +134,7 @@ def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespa
         "fold_operating_points": referral.fold_operating_points,
         **baselines(rows, labels, args),
         "validation": referral.score.validation,
-        "disclaimer": DISCLAIMER,
+        "disclaimer": disclaimer([name.split("_")[0] for name in args.features]),
     }
     oedema = macular_oedema(images, rows, args)
     if oedema is None:
