@@ -38,6 +38,13 @@ def cache_file(cache_dir: Path, digest: str, tiles: TileSettings, device: torch.
     return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-{engine}-tiles-{tiles_key}.jsonl"
 
 
+def engine_cache_file(cache_dir: Path, digest: str, tiles: TileSettings, model) -> Path:
+    """``cache_file`` for a loaded network; an OpenVINO one's is also keyed by its IR (recipe, ignored scope)."""
+    path = cache_file(cache_dir, digest, tiles, next(model.parameters()).device, backend_of(model))
+    ir = getattr(model, "ir", None)
+    return path if ir is None else path.with_name(path.stem + f"-{Path(ir).stem}.jsonl")
+
+
 def read_cache(path: Path) -> dict[str, dict[str, float]]:
     """Features by image name; a line cut short by an interrupted write is ignored."""
     if not path.is_file():
@@ -69,7 +76,7 @@ def extract_features(
     progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Features of every photograph, from the cache where present, by inference (and cached) otherwise."""
-    path = cache_file(cache_dir, digest, tiles, next(checkpoint.model.parameters()).device, backend_of(checkpoint.model))
+    path = engine_cache_file(cache_dir, digest, tiles, checkpoint.model)
     cached = read_cache(path)
     missing = [image for image in images if image.name not in cached]
     if missing:

@@ -167,5 +167,7 @@ def test_redseg_screen_measures_the_score_through_an_openvino_engine_in_its_own_
     assert main(args + ["--out", str(tmp_path / "ov"), "--backend", "openvino-bf16"]) == 0
     files = sorted(path.name for path in cache.iterdir())
     assert len(files) == 2 and sum("openvino-bf16" in name for name in files) == 1
+    ir = next((tmp_path / "m.openvino").glob("fp32-*.xml"))
+    assert any(name.endswith(f"-{ir.stem}.jsonl") for name in files)  # a new IR recipe gets new features
     for name in files:
         assert len((cache / name).read_text().splitlines()) == len(GRADES)
