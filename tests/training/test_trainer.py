@@ -47,6 +47,19 @@ def _config(tmp_path: Path, **stage_overrides) -> Path:
     return path
 
 
+def _variant(config_path: Path, name: str, edit) -> Path:
+    """A copy of a run config, named ``name``, changed in place by ``edit(config)``."""
+    config = yaml.safe_load(config_path.read_text())
+    edit(config)
+    path = config_path.with_name(f"{name}.yaml")
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
 def _weights(out: Path) -> dict:
     return load_state(out / "state.pt")["model"]
 
@@ -199,15 +212,14 @@ def test_a_run_can_start_from_a_checkpoint_of_the_same_network(tmp_path):
 
 def test_a_four_lesion_model_trains_on_all_four_losses_and_keeps_their_thresholds(tmp_path):
     make_fake_idrid(tmp_path / "idrid", names=NAMES, size=(96, 144), with_he=("IDRiD_01", "IDRiD_03"), exudates=True)
-    config = yaml.safe_load(_config(tmp_path).read_text())
-    config["model"] |= {"ex_stages": [2, 3], "se_stages": [3, 4], "exudate_hidden": 4}
-    config["deep_supervision"] = {"lesion_weights": {"EX": 2.0}}
-    config["stages"] = config["stages"][:1]
-    path = tmp_path / "four.yaml"
-    path.write_text(yaml.safe_dump(config))
+    def four_lesions(config):
+        config["model"] |= {"ex_stages": [2, 3], "se_stages": [3, 4], "exudate_hidden": 4}
+        config["deep_supervision"] = {"lesion_weights": {"EX": 2.0}}
+        config["stages"] = config["stages"][:1]
+
     out = tmp_path / "run"
-    assert main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
-    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert main(["--config", str(_variant(_config(tmp_path), "four", four_lesions)), "--out", str(out), "--no-progress"]) == 0
+    records = _records(out)
     parts = next(r["parts"] for r in records if r["event"] == "train")
     assert {"MA/fused", "HE/fused", "EX/fused", "EX/side2", "SE/side2"} <= set(parts)
     val = next(r for r in records if r["event"] == "val")["metrics"]

@@ -1,10 +1,7 @@
 """redseg-pack-data: the working-scale data in one file, and the trainer reading it instead of the IDRiD folder."""
 
-import json
-
 import numpy as np
 import pytest
-import yaml
 
 from model.config import RedSegConfig
 from training.data.cache import WorkingScaleCache
@@ -12,7 +9,7 @@ from training.data.idrid import list_samples
 from training.data.pack import PackError, main as pack_main, read_pack
 from training.train import main as train_main
 
-from tests.training.test_trainer import NAMES, _config
+from tests.training.test_trainer import NAMES, _config, _records, _variant
 
 
 def _pack(tmp_path, quality=95):
@@ -52,23 +49,19 @@ def test_a_pack_made_for_another_scale_is_refused(tmp_path):
 
 def test_the_trainer_runs_from_a_pack_without_the_idrid_folder(tmp_path):
     config_path, out = _pack(tmp_path)
-    config = yaml.safe_load(config_path.read_text())
-    config["data"] = {"packed": str(out), "root": str(tmp_path / "no-such-folder"), "holdout": ["IDRiD_03"]}
-    config["stages"] = config["stages"][:1]
-    packed_config = tmp_path / "packed.yaml"
-    packed_config.write_text(yaml.safe_dump(config))
+
+    def from_the_pack(config):
+        config["data"] = {"packed": str(out), "root": str(tmp_path / "no-such-folder"), "holdout": ["IDRiD_03"]}
+        config["stages"] = config["stages"][:1]
+
     run = tmp_path / "run"
-    assert train_main(["--config", str(packed_config), "--out", str(run), "--no-progress"]) == 0
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert train_main(["--config", str(_variant(config_path, "packed", from_the_pack)), "--out", str(run), "--no-progress"]) == 0
+    records = _records(run)
     assert [r["event"] for r in records].count("val") == 1 and (run / "best.safetensors").is_file()
 
 
 def test_a_missing_pack_is_a_clear_error(tmp_path, capsys):
-    config_path = _config(tmp_path)
-    config = yaml.safe_load(config_path.read_text())
-    config["data"] = {"packed": str(tmp_path / "absent.npz")}
-    missing = tmp_path / "missing.yaml"
-    missing.write_text(yaml.safe_dump(config))
+    missing = _variant(_config(tmp_path), "missing", lambda config: config.update(data={"packed": str(tmp_path / "absent.npz")}))
     assert train_main(["--config", str(missing), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("redseg-train: error: packed data not found") and err.count("\n") == 1
@@ -79,10 +72,7 @@ def test_a_four_lesion_pack_holds_the_exudate_masks_and_a_red_lesion_pack_is_ref
 
     config_path, red_pack = _pack(tmp_path)
     make_fake_idrid(tmp_path / "idrid", names=NAMES, size=(96, 144), with_he=("IDRiD_01", "IDRiD_03"), exudates=True)
-    config = yaml.safe_load(config_path.read_text())
-    config["model"] |= {"ex_stages": [2, 3], "se_stages": [3, 4]}
-    four = tmp_path / "four.yaml"
-    four.write_text(yaml.safe_dump(config))
+    four = _variant(config_path, "four", lambda config: config["model"].update(ex_stages=[2, 3], se_stages=[3, 4]))
     out = tmp_path / "four.npz"
     assert pack_main(["--config", str(four), "--out", str(out), "--no-progress"]) == 0
     model_config = _model_config(four)
