@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from model.backends import backend_of
@@ -28,21 +27,16 @@ from training.referral.grading import GradedImage
 DEFAULT_CACHE = Path(".cache") / "screening"
 
 
-def cache_file(cache_dir: Path, digest: str, tiles: TileSettings, device: torch.device, backend: str = "torch") -> Path:
-    """One file per model, feature version, tile settings and engine: the precision ``tiles.precision`` gives
-    on ``device`` for the torch network, else the OpenVINO backend's name."""
-    precision = "bf16" if uses_bf16(device, tiles.precision) else "fp32"
+def cache_file(cache_dir: Path, digest: str, tiles: TileSettings, model) -> Path:
+    """One file per model, feature version, tile settings and engine of the loaded ``model``: the precision
+    ``tiles.precision`` gives on its device for the torch network, else the OpenVINO backend and its IR (whose name
+    holds the recipe and ignored scope)."""
+    precision = "bf16" if uses_bf16(next(model.parameters()).device, tiles.precision) else "fp32"
     settings = asdict(tiles) | {"precision": precision}
     tiles_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    engine = precision if backend == "torch" else backend
-    return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-{engine}-tiles-{tiles_key}.jsonl"
-
-
-def engine_cache_file(cache_dir: Path, digest: str, tiles: TileSettings, model) -> Path:
-    """``cache_file`` for a loaded network; an OpenVINO one's is also keyed by its IR (recipe, ignored scope)."""
-    path = cache_file(cache_dir, digest, tiles, next(model.parameters()).device, backend_of(model))
-    ir = getattr(model, "ir", None)
-    return path if ir is None else path.with_name(path.stem + f"-{Path(ir).stem}.jsonl")
+    backend = backend_of(model)
+    engine, ir = (precision, "") if backend == "torch" else (backend, f"-{Path(model.ir).stem}")
+    return cache_dir / f"{digest[:16]}-features-v{FEATURES_VERSION}-{engine}-tiles-{tiles_key}{ir}.jsonl"
 
 
 def read_cache(path: Path) -> dict[str, dict[str, float]]:
@@ -76,7 +70,7 @@ def extract_features(
     progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Features of every photograph, from the cache where present, by inference (and cached) otherwise."""
-    path = engine_cache_file(cache_dir, digest, tiles, checkpoint.model)
+    path = cache_file(cache_dir, digest, tiles, checkpoint.model)
     cached = read_cache(path)
     missing = [image for image in images if image.name not in cached]
     if missing:
