@@ -143,6 +143,11 @@ MACULA_FEATURES = ("EX_count_macula", "EX_area_macula")
 regions touching that zone, and the share of it they cover."""
 
 
+def feature_lesion(name: str) -> str:
+    """The lesion a feature reads: ``EX_count_op`` -> ``EX``."""
+    return name.split("_")[0]
+
+
 def feature_names(levels: Iterable[str] = LEVELS, lesions: Iterable[str] = ALL_LESIONS) -> list[str]:
     """Every feature ``image_features`` can give: ``<lesion>_<count|area>_<level>``, soft area, maximum, and
     with hard exudates the ``MACULA_FEATURES``."""

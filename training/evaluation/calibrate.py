@@ -26,6 +26,7 @@ from model.checkpoint import DEFAULT_CHECKPOINT
 from model.cli_help import plain_help
 from model.devices import resolve_device
 from model.fov import fov_mask
+from model.screening.features import feature_lesion
 from training.evaluation.evaluate import add_data_arguments, select_samples
 from training.data.idrid import load_sample
 
@@ -168,7 +169,7 @@ def lesions_to_fit(checkpoint, asked: tuple[str, ...] | None) -> tuple[str, ...]
 
 def referral_reads(referral: dict | None, lesions: tuple[str, ...]) -> bool:
     """Whether a stored referral score has features of any of ``lesions``."""
-    return referral is not None and any(name.split("_")[0] in lesions for name in referral.get("features", lesions))
+    return referral is not None and any(feature_lesion(name) in lesions for name in referral.get("features", lesions))
 
 
 def keep_others(checkpoint, calibration: Calibration, thresholds: dict, fitted: tuple[str, ...]) -> tuple[Calibration, dict]:

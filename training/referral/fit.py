@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from model.screening.features import feature_lesion
 from model.screening.referral import ReferralScore, log_features
 
 DEFAULT_FEATURES = (
@@ -36,7 +37,7 @@ Rows = Sequence[Mapping[str, float]]
 
 def default_features(lesions: Sequence[str]) -> list[str]:
     """The ``DEFAULT_FEATURES`` of the lesions a model segments."""
-    return [name for name in DEFAULT_FEATURES if name.split("_")[0] in lesions]
+    return [name for name in DEFAULT_FEATURES if feature_lesion(name) in lesions]
 
 
 def feature_unit(name: str) -> float:

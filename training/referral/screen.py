@@ -24,7 +24,7 @@ from model.devices import resolve_device
 from model.inference import TileSettings
 from model.precision import PRECISIONS
 from model.screening.referral import ReferralScore, disclaimer
-from model.screening.features import feature_names
+from model.screening.features import feature_lesion, feature_names
 from training.referral.grading import DEFAULT_ROOT, REFERABLE_GRADE, GradedImage, list_graded
 from training.data.idrid import DatasetLayoutError
 from training.referral.features import DEFAULT_CACHE, extract_features
@@ -134,7 +134,7 @@ def validate(images: list[GradedImage], rows: list[dict], args: argparse.Namespa
         "fold_operating_points": referral.fold_operating_points,
         **baselines(rows, labels, args),
         "validation": referral.score.validation,
-        "disclaimer": disclaimer([name.split("_")[0] for name in args.features]),
+        "disclaimer": disclaimer([feature_lesion(name) for name in args.features]),
     }
     oedema = macular_oedema(images, rows, args)
     if oedema is None:
@@ -171,7 +171,7 @@ def macular_oedema(images: list[GradedImage], rows: list[dict], args: argparse.N
 
 def reads_exudates(features: list[str]) -> bool:
     """Whether a score of ``features`` may state a risk of macular oedema: red lesions alone cannot see it."""
-    return any(name.startswith("EX_") for name in features)
+    return any(feature_lesion(name) == "EX" for name in features)
 
 
 def _column(rows: list[dict], name: str) -> np.ndarray:
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = load_for_inference(args.checkpoint, resolve_device(args.device), args.backend)
         digest = model_digest(args.checkpoint)
         args.features = args.features or default_features(checkpoint.config.lesions)
-        missing = sorted({name.split("_")[0] for name in args.features} - set(checkpoint.config.lesions))
+        missing = sorted({feature_lesion(name) for name in args.features} - set(checkpoint.config.lesions))
         if missing:
             raise CheckpointError(f"--features: the model does not segment {', '.join(missing)}")
     except (DatasetLayoutError, CheckpointError, RuntimeError) as exc:
