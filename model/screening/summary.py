@@ -56,24 +56,24 @@ def ungradable_note(quality: ImageQuality) -> str:
     return f"ungradable ({', '.join(quality.reasons)}): retake the photograph; no referral decision"
 
 
-def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | None]:
-    """The checkpoint's referral score, or None and the reason."""
-    if not checkpoint.referral:
+def stored_score(stored: dict | None) -> tuple[ReferralScore | None, str | None]:
+    """A score a checkpoint stores (its referral or macular-oedema score), or None and the reason."""
+    if not stored:
         return None, NO_SCORE
     try:
-        return ReferralScore.from_dict(checkpoint.referral), None
+        return ReferralScore.from_dict(stored), None
     except ReferralScoreError as exc:
         return None, str(exc)
 
 
+def referral_score(checkpoint: Checkpoint) -> tuple[ReferralScore | None, str | None]:
+    """The checkpoint's referral score, or None and the reason."""
+    return stored_score(checkpoint.referral)
+
+
 def macular_oedema_score(checkpoint: Checkpoint) -> ReferralScore | None:
     """The checkpoint's macular-oedema risk score: None without hard exudates, a fitted score or a readable one."""
-    if "EX" not in checkpoint.config.lesions or not checkpoint.macular_oedema:
-        return None
-    try:
-        return ReferralScore.from_dict(checkpoint.macular_oedema)
-    except ReferralScoreError:
-        return None
+    return stored_score(checkpoint.macular_oedema)[0] if "EX" in checkpoint.config.lesions else None
 
 
 def _scored(score: ReferralScore, features: dict[str, float]) -> tuple[float, float, bool]:
