@@ -363,7 +363,7 @@ def validate_and_save(ctx: Run, model, position: Position, progress) -> None:
         if metrics is not None:
             record["metrics"], record["best"] = metrics, save_if_best(ctx, model, position, metrics, provenance)
             if progress is not None:
-                progress.write(validation_line(stage.name, position.step, stage.iterations, metrics,
+                progress.write(validation_line(stage.name, position.step, stage.iterations, metrics, ctx.config.model.lesions,
                                                ctx.config.validation.select, position.best["overall"]))
         if last:
             thresholds = None if metrics is None else operating_thresholds(ctx, metrics)
@@ -396,8 +396,8 @@ def operating_thresholds(ctx: Run, metrics: dict) -> dict[str, float]:
     return {lesion: metrics[lesion]["threshold"] for lesion in ctx.config.model.lesions}
 
 
-def validation_line(stage: str, step: int, iterations: int, metrics: dict, select: str, overall: dict) -> str:
-    lesions = [key for key in metrics if isinstance(metrics[key], dict)]
+def validation_line(stage: str, step: int, iterations: int, metrics: dict, lesions: tuple[str, ...], select: str,
+                    overall: dict) -> str:
     ap = " ".join(f"{lesion} {metrics[lesion]['average_precision']:.4f}" for lesion in lesions)
     auc = " ".join(f"{lesion} {metrics[lesion]['auc_pr_idrid']:.4f}" for lesion in lesions)
     return (f"[{stage} {step}/{iterations}] hold-out AP {ap}  AUC_PR {auc}  "
