@@ -19,6 +19,7 @@ import numpy as np
 from model.config import ALL_LESIONS
 from model.fov import Disc, fov_mask
 from model.screening.macula import exudates_near_macula, find_macula
+from model.screening.regions import region_stats
 
 FEATURES_VERSION = 1
 """Bumped whenever a feature's definition changes (cached features of older versions are recomputed)."""
@@ -89,18 +90,6 @@ def gradable_fraction(image: np.ndarray) -> float:
 def diameter_of_area(pixels: int) -> float:
     """Diameter of a disc of ``pixels`` area (the field of view's, for its diameter)."""
     return math.sqrt(4.0 * max(pixels, 1) / math.pi)
-
-
-def region_stats(mask: np.ndarray) -> np.ndarray:
-    """OpenCV's stats row (left, top, width, height, area) of each 8-connected region of a 2-D uint8
-    or bool mask's non-zero pixels; only the bounding box of those pixels is scanned (left and top
-    are relative to it)."""
-    mask = mask.view(np.uint8)
-    left, top, width, height = cv2.boundingRect(mask)
-    if not width:
-        return np.empty((0, 5), dtype=np.int32)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask[top : top + height, left : left + width], connectivity=8)
-    return stats[1:]
 
 
 def count_lesions(mask: np.ndarray, lesion: str, fov_pixels: int) -> LesionCount:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from model.fov import Disc, detect_disc
+from model.screening.regions import occupied_boxes
 
 FOVEA_SEARCH = 0.35
 """The fovea is searched within this share of the field's radius around its centre."""
@@ -59,7 +60,10 @@ def find_macula(image: np.ndarray, disc: Disc | None = None) -> Macula:
 def exudates_near_macula(mask: np.ndarray, macula: Macula) -> tuple[int, float]:
     """(regions touching the macula, share of the macula covered) of a hard-exudate mask at the photograph's size."""
     zone = macula.mask(mask.shape)
-    inside = mask & zone
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    touching = len(np.unique(labels[inside])) if inside.any() else 0
-    return touching, float(inside.sum()) / max(int(zone.sum()), 1)
+    touching = 0
+    for box in occupied_boxes(mask):
+        inside = mask[box] & zone[box]
+        if inside.any():
+            _, labels = cv2.connectedComponents(mask[box].view(np.uint8), connectivity=8)
+            touching += len(np.unique(labels[inside]))
+    return touching, np.count_nonzero(mask & zone) / max(np.count_nonzero(zone), 1)

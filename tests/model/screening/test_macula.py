@@ -42,6 +42,18 @@ def test_exudates_near_the_macula_by_hand():
     assert share == pytest.approx((16 + 3) / zone.sum())
 
 
+def test_exudates_near_the_macula_agree_with_labelling_the_whole_mask():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        mask = rng.random((120, 160)) > rng.choice([0.7, 0.97, 0.995])
+        mask[rng.integers(0, 120, 40)] = False
+        macula = Macula(*rng.uniform(-20, 180, 2), rng.uniform(0, 50))
+        zone = macula.mask(mask.shape)
+        labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[1]
+        touching = len(np.unique(labels[mask & zone])) if (mask & zone).any() else 0
+        assert exudates_near_macula(mask, macula) == (touching, (mask & zone).sum() / max(zone.sum(), 1))
+
+
 def test_macula_features_come_with_hard_exudates_only():
     assert set(MACULA_FEATURES) <= set(feature_names(lesions=("MA", "HE", "EX")))
     assert not set(MACULA_FEATURES) & set(feature_names(lesions=("MA", "HE")))
