@@ -117,11 +117,18 @@ def _small_and_round(stats: np.ndarray, diameter: float) -> np.ndarray:
 
 
 def lesion_counts(
-    probabilities: np.ndarray, thresholds: Mapping[str, float], fov_pixels: int, level: str = "op"
+    probabilities: np.ndarray,
+    thresholds: Mapping[str, float],
+    fov_pixels: int,
+    level: str = "op",
+    lesions: Iterable[str] | None = None,
 ) -> dict[str, LesionCount]:
-    """Per lesion, the lesions at one of ``LEVELS`` in probability maps (C, H, W), channels in ``thresholds`` order."""
+    """Per lesion (of ``lesions``; default: all), the lesions at one of ``LEVELS`` in probability maps (C, H, W),
+    channels in ``thresholds`` order."""
     counts = {}
     for channel, lesion in enumerate(thresholds):
+        if lesions is not None and lesion not in lesions:
+            continue
         cut = thresholds[lesion] if LEVELS[level] is None else LEVELS[level]
         counts[lesion] = count_lesions(probabilities[channel] >= cut, lesion, fov_pixels)
     return counts
@@ -166,10 +173,12 @@ def image_features(
     if unknown:
         raise ValueError(f"unknown screening features {unknown} for a model segmenting {list(thresholds)}")
     features: dict[str, float] = {}
-    levels = [level for level in LEVELS if any(name.endswith(f"_{level}") for name in names)]
     counted = counted or {}
-    for level in levels:
-        at_level = counted.get(level) or lesion_counts(probabilities, thresholds, fov.area_pixels, level)
+    for level in LEVELS:
+        named = {feature_lesion(name) for name in names if name.endswith(f"_{level}")}
+        if not named:
+            continue
+        at_level = counted.get(level) or lesion_counts(probabilities, thresholds, fov.area_pixels, level, named)
         for lesion, found in at_level.items():
             features[f"{lesion}_count_{level}"] = float(found.count)
             features[f"{lesion}_area_{level}"] = found.area_fraction_fov

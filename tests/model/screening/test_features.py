@@ -11,7 +11,9 @@ from model.checkpoint import FAST_CHECKPOINT
 from model.formats.images import read_image
 from model.inference import predict_probabilities
 from model.screening.masks import lesion_masks
-from model.screening.features import FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, region_stats
+from model.screening.features import (
+    FieldOfView, count_lesions, feature_names, gradable_fraction, image_features, lesion_counts, region_stats,
+)
 from model.screening.summary import CSV_FIELDS, NO_SCORE, OEDEMA_FIELDS, csv_fields, csv_row, one_line, summarise
 
 from tests.model.conftest import SAMPLE_IMAGE, fundus_like, tiny_model
@@ -58,6 +60,9 @@ def test_image_features_names_and_levels():
     assert features["HE_area_op"] == pytest.approx(1600 / FOV_PIXELS)
     assert features["HE_soft"] == pytest.approx(0.6 * 1600 / FOV_PIXELS, rel=1e-5)
     assert image_features(probabilities, {"MA": 0.97, "HE": 0.5}, fov, ["HE_count_op"]) == {"HE_count_op": 1.0}
+    some = ["MA_count_p90", "HE_area_p50", "MA_soft"]  # counted for the named lesions only, the same figures
+    assert image_features(probabilities, {"MA": 0.97, "HE": 0.5}, fov, some) == {name: features[name] for name in some}
+    assert list(lesion_counts(probabilities, {"MA": 0.97, "HE": 0.5}, FOV_PIXELS, "p90", {"HE"})) == ["HE"]
     with pytest.raises(ValueError, match="unknown"):
         image_features(probabilities, {"MA": 0.5, "HE": 0.5}, fov, ["HE_colour"])
 
