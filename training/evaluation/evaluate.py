@@ -33,12 +33,13 @@ from model.config import ALL_LESIONS, LESIONS
 from model.devices import resolve_device
 from model.fov import fov_mask
 from model.inference import TileSettings, predict_probabilities
+from model.screening.features import LEVELS, count_lesions
 from model.tta import TTA_MODES
 from training.data.idrid import (DEFAULT_HOLDOUT, DEFAULT_ROOT, DatasetLayoutError, Sample, list_samples, load_sample,
                             split_holdout)
 from training.evaluation.froc import FROCAccumulator
 from training.evaluation.froc_plots import plot_froc
-from training.evaluation.image_level import image_level_report
+from training.evaluation.image_level import THIRD_SCORE, image_level_report
 from training.evaluation.labelled_folder import (FolderSample, Labelled, add_folder_arguments, folder_header, folder_name,
                                                  folder_samples)
 from training.evaluation.metrics import PUBLISHED_AUC_PR, PRAccumulator
@@ -124,6 +125,7 @@ def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilitie
         probabilities = probabilities * fov_mask(labelled.image)
     if labelled.valid is not None:
         probabilities = probabilities * labelled.valid
+    fov_pixels = int(np.count_nonzero(fov_mask(labelled.image)))
     for lesion in result.pooled:
         probability, truth = probabilities[list(thresholds).index(lesion)], labelled.truth[lesion]
         partner = labelled.truth.get(LOOK_ALIKE[lesion])
@@ -132,7 +134,7 @@ def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilitie
         result.pooled[lesion].merge(single)
         regions = result.regions[lesion].update(probability, truth, partner)
         row[lesion] = {**_image_figures(single, thresholds[lesion]), "holds_lesion": bool(truth.any()),
-                       **asdict(regions)}
+                       **asdict(regions), THIRD_SCORE: count_lesions(probability >= LEVELS["p90"], lesion, fov_pixels).count}
         if labelled.marked is not None:
             lenient = result.regions_off_markings.setdefault(lesion, FROCAccumulator(thresholds[lesion]))
             row[lesion]["false_regions_off_markings"] = lenient.update(probability, truth, labelled.marked).false_regions
@@ -213,7 +215,7 @@ OFF_MARKINGS = ("with soft maps, a served region is false only where it touches 
 
 CSV_COLUMNS = ["image", "lesion", "positive_pixels", "prevalence", "average_precision", "auc_pr_idrid",
                "threshold", "precision", "recall", "f1", "holds_lesion", "max_probability", "served_regions",
-               "ground_truth_regions", "found_regions", "false_regions", "false_regions_off_markings"]
+               "lesions_p90", "ground_truth_regions", "found_regions", "false_regions", "false_regions_off_markings"]
 """per_image.csv: one row per photograph and lesion; the region counts are at the operating threshold."""
 
 
@@ -261,7 +263,8 @@ def _region_lines(lesion: str, m: Mapping) -> list[str]:
         f"@ {low['threshold']:.3f}: {_num(low['sensitivity'], 3)} at {low['false_regions_per_image']:.1f}",
         f"{lesion:6} per image: ROC AUC {_num(images['roc_auc'], 4)} (highest probability; "
         f"{images['images_with_lesion']} of {images['images']} hold it), {_num(images['roc_auc_second_score'], 4)} "
-        f"(served regions); @ {near['threshold']:.3f}: sensitivity {_num(near['sensitivity'], 3)}, "
+        f"(served regions), {_num(images['roc_auc_third_score'], 4)} (lesions at p >= 0.9); "
+        f"@ {near['threshold']:.3f}: sensitivity {_num(near['sensitivity'], 3)}, "
         f"specificity {_num(near['specificity'], 3)}",
     ]
 

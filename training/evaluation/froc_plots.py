@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluation.froc import FROC_RATES, FROCAccumulator
-from training.evaluation.image_level import SCORE, SECOND_SCORE, roc_auc, roc_curve
+from training.evaluation.image_level import SCORE, SECOND_SCORE, THIRD_SCORE, roc_auc, roc_curve
 from training.evaluation.pr_plots import COLOURS
 from training.figures import save_figure
 
@@ -52,10 +52,12 @@ def _plot_froc(ax, frocs: Mapping[str, FROCAccumulator]) -> None:
 
 
 def _plot_image_roc(ax, rows: Sequence[dict], lesions: Sequence[str]) -> None:
-    """Solid: the highest probability; dashed: the served regions at the operating threshold."""
+    """Solid: the highest probability; dashed: the served regions at the operating threshold; dash-dotted: the
+    lesions at probability >= 0.9."""
     for lesion in lesions:
         labels = [r[lesion]["holds_lesion"] for r in rows]
-        for score, style, text in ((SCORE, "-", "highest probability"), (SECOND_SCORE, "--", "served regions")):
+        for score, style, text in ((SCORE, "-", "highest probability"), (SECOND_SCORE, "--", "served regions"),
+                                   (THIRD_SCORE, "-.", "lesions at p >= 0.9")):
             scores = [r[lesion][score] for r in rows]
             auc = roc_auc(scores, labels)
             if not np.isfinite(auc):

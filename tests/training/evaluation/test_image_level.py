@@ -30,15 +30,16 @@ def test_roc_curve_steps_from_corner_to_corner():
 
 def test_report_at_the_operating_threshold():
     rows = [
-        {"holds_lesion": True, "max_probability": 0.9, "served_regions": 3},
-        {"holds_lesion": True, "max_probability": 0.2, "served_regions": 0},
-        {"holds_lesion": False, "max_probability": 0.4, "served_regions": 1},
-        {"holds_lesion": False, "max_probability": 0.1, "served_regions": 0},
+        {"holds_lesion": True, "max_probability": 0.9, "served_regions": 3, "lesions_p90": 2},
+        {"holds_lesion": True, "max_probability": 0.2, "served_regions": 0, "lesions_p90": 1},
+        {"holds_lesion": False, "max_probability": 0.4, "served_regions": 1, "lesions_p90": 0},
+        {"holds_lesion": False, "max_probability": 0.1, "served_regions": 0, "lesions_p90": 1},
     ]
     report = image_level_report(rows, 0.3)
     assert report["images"] == 4 and report["images_with_lesion"] == 2
     assert report["roc_auc"] == 0.75  # 0.9 beats both negatives, 0.2 beats 0.1 only
     assert report["roc_auc_second_score"] == 0.625  # 3 > 1, 3 > 0, 0 < 1, 0 = 0 (a half)
+    assert report["roc_auc_third_score"] == 0.875  # 2 > 0, 2 > 1, 1 > 0, 1 = 1 (a half)
     at = report["at_threshold"]
     assert (at["sensitivity"], at["specificity"], at["true_positives"], at["false_positives"]) == (0.5, 0.5, 1, 1)
     assert "highest probability" in report["score"]

@@ -117,6 +117,10 @@ def test_an_oracle_finds_every_region_and_ranks_every_photograph(labelled):
     rows = {row["image"]: row for row in result.per_image}
     assert [rows[n]["MA"]["holds_lesion"] for n in ("im01", "im02", "im03")] == [True, False, True]
     assert rows["im02"]["MA"]["served_regions"] == 0 and rows["im01"]["MA"]["found_regions"] == 2
+    # The oracle's 0.9 reaches the p >= 0.9 count, where each haemorrhage is one lesion; the 5-pixel MA
+    # dots are too large to count as microaneurysms in a field of view 92 pixels across (0.009 of it is 0.8 pixel).
+    assert [rows[n]["HE"]["lesions_p90"] for n in ("im01", "im02", "im03")] == [1, 1, 0]
+    assert [rows[n]["MA"]["lesions_p90"] for n in ("im01", "im02", "im03")] == [0, 0, 0]
     # Only the field of view's pixels are scored.
     assert result.pooled["MA"].num_pixels == 3 * int((cv2.imread(str(labelled / "fov.png"), 0) > 0).sum())
 
