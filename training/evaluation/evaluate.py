@@ -39,7 +39,7 @@ from training.data.idrid import (DEFAULT_HOLDOUT, DEFAULT_ROOT, DatasetLayoutErr
                             split_holdout)
 from training.evaluation.froc import FROCAccumulator
 from training.evaluation.froc_plots import plot_froc
-from training.evaluation.image_level import THIRD_SCORE, image_level_report
+from training.evaluation.image_level import SCORE_LABELS, THIRD_SCORE, image_level_report
 from training.evaluation.labelled_folder import (FolderSample, Labelled, add_folder_arguments, folder_header, folder_name,
                                                  folder_samples)
 from training.evaluation.metrics import PUBLISHED_AUC_PR, PRAccumulator
@@ -119,13 +119,14 @@ def _score_image(result: Evaluation, name: str, labelled: Labelled, probabilitie
                  thresholds: Mapping[str, float]) -> dict:
     """Add one photograph's pixels and regions to ``result``; its own figures per lesion."""
     row: dict = {"image": name}
+    fov = fov_mask(labelled.image)
     if result.without_fov is not None:
         for lesion, acc in result.without_fov.items():
             acc.update(probabilities[list(thresholds).index(lesion)], labelled.truth[lesion], labelled.valid)
-        probabilities = probabilities * fov_mask(labelled.image)
+        probabilities = probabilities * fov
     if labelled.valid is not None:
         probabilities = probabilities * labelled.valid
-    fov_pixels = int(np.count_nonzero(fov_mask(labelled.image)))
+    fov_pixels = int(np.count_nonzero(fov))
     for lesion in result.pooled:
         probability, truth = probabilities[list(thresholds).index(lesion)], labelled.truth[lesion]
         partner = labelled.truth.get(LOOK_ALIKE[lesion])
@@ -256,14 +257,15 @@ def _region_lines(lesion: str, m: Mapping) -> list[str]:
     froc, at, low = regions["froc"], regions["at_threshold"], regions["lowest_threshold"]
     rates = " ".join(_num(v, 3) for v in froc["sensitivity"])
     near = images["at_threshold"]
+    labels = list(SCORE_LABELS.values())
     return [
         f"{lesion:6} FROC {_num(froc['mean_sensitivity'], 4)} (sensitivity at 1/8..8 false/image: {rates}; "
         f"{regions['ground_truth_regions']} regions in {regions['images']} images); @ {at['threshold']:.3f}: "
         f"{_num(at['sensitivity'], 3)} at {at['false_regions_per_image']:.2f} false/image; "
         f"@ {low['threshold']:.3f}: {_num(low['sensitivity'], 3)} at {low['false_regions_per_image']:.1f}",
-        f"{lesion:6} per image: ROC AUC {_num(images['roc_auc'], 4)} (highest probability; "
+        f"{lesion:6} per image: ROC AUC {_num(images['roc_auc'], 4)} ({labels[0]}; "
         f"{images['images_with_lesion']} of {images['images']} hold it), {_num(images['roc_auc_second_score'], 4)} "
-        f"(served regions), {_num(images['roc_auc_third_score'], 4)} (lesions at p >= 0.9); "
+        f"({labels[1]}), {_num(images['roc_auc_third_score'], 4)} ({labels[2]}); "
         f"@ {near['threshold']:.3f}: sensitivity {_num(near['sensitivity'], 3)}, "
         f"specificity {_num(near['specificity'], 3)}",
     ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluation.froc import FROC_RATES, FROCAccumulator
-from training.evaluation.image_level import SCORE, SECOND_SCORE, THIRD_SCORE, roc_auc, roc_curve
+from training.evaluation.image_level import SCORE_LABELS, roc_auc, roc_curve
 from training.evaluation.pr_plots import COLOURS
 from training.figures import save_figure
 
@@ -56,8 +56,7 @@ def _plot_image_roc(ax, rows: Sequence[dict], lesions: Sequence[str]) -> None:
     lesions at probability >= 0.9."""
     for lesion in lesions:
         labels = [r[lesion]["holds_lesion"] for r in rows]
-        for score, style, text in ((SCORE, "-", "highest probability"), (SECOND_SCORE, "--", "served regions"),
-                                   (THIRD_SCORE, "-.", "lesions at p >= 0.9")):
+        for (score, text), style in zip(SCORE_LABELS.items(), ("-", "--", "-.")):
             scores = [r[lesion][score] for r in rows]
             auc = roc_auc(scores, labels)
             if not np.isfinite(auc):

@@ -22,6 +22,8 @@ SECOND_SCORE = "served_regions"
 SECOND_SCORE_TEXT = "the number of served regions at the operating threshold"
 THIRD_SCORE = "lesions_p90"
 THIRD_SCORE_TEXT = "the number of lesions at probability >= 0.9, counted as the answer counts them"
+SCORE_LABELS = {SCORE: "highest probability", SECOND_SCORE: "served regions", THIRD_SCORE: "lesions at p >= 0.9"}
+"""Each per-image score's short name, as summaries and plots print it."""
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
