@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from model.screening.features import MA_MAX_DIAMETER, MA_MAX_ELONGATION, MA_MIN_FILL, diameter_of_area  # noqa: E402
 from model.screening.masks import probability_to_uint16, threshold_level  # noqa: E402
 from training.evaluation.froc import FROC_RATES, SWEEP  # noqa: E402
 
@@ -51,7 +52,7 @@ def dump(argv: list[str]) -> int:
 
 
 def fov_diameter(green: np.ndarray) -> float:
-    return 2 * np.sqrt(np.count_nonzero(green > 20) / np.pi)
+    return diameter_of_area(np.count_nonzero(green > 20))
 
 
 def shape_filter(max_diameter: float = 1.0, max_elongation: float = 1e9, min_fill: float = 0.0):
@@ -65,8 +66,8 @@ def shape_filter(max_diameter: float = 1.0, max_elongation: float = 1e9, min_fil
 
 FILTERS = {
     "none": shape_filter(),
-    "small and round, as counted (0.009, 3, 0.3)": shape_filter(0.009, 3.0, 0.3),
-    "twice as large allowed (0.018, 3, 0.3)": shape_filter(0.018, 3.0, 0.3),
+    "small and round, as counted (0.009, 3, 0.3)": shape_filter(MA_MAX_DIAMETER, MA_MAX_ELONGATION, MA_MIN_FILL),
+    "twice as large allowed (0.018, 3, 0.3)": shape_filter(2 * MA_MAX_DIAMETER, MA_MAX_ELONGATION, MA_MIN_FILL),
     "elongation <= 2": shape_filter(max_elongation=2.0),
     "fills >= 0.5 of its box": shape_filter(min_fill=0.5),
 }
