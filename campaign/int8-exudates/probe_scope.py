@@ -42,7 +42,7 @@ def main(out: Path, extra: list[str]) -> int:
         export.RECIPE += "".join(sorted(flags))
     kept = export.IGNORED_PATTERNS
     if "--quantise-stage4" in flags:
-        kept = tuple(pattern for pattern in kept if "(24|27|30)" not in pattern)
+        kept = tuple(pattern for pattern in kept if pattern != export.STAGE4_PATTERN)
     export.IGNORED_PATTERNS = (*kept, *extra)
     print(f"kept in fp32: {export.IGNORED_PATTERNS}", flush=True)
     return evaluate.main(["--checkpoint", str(checkpoint), "--backend", "openvino-int8", "--threads", "2",
