@@ -4,7 +4,8 @@ Another camera shifts what the encoder's features look like; its batch norm stil
 them by IDRiD's training statistics. Before each photograph is predicted, this runs the unfolded
 network once over its working-scale image and moves every batch norm's running mean and variance
 towards that photograph's own, measured inside its field of view, layer by layer (each layer sees the
-earlier layers already adapted): ``PROBE_ALPHA`` of the photograph's, the rest IDRiD's (default 0.5;
+earlier layers already adapted; ``PROBE_REGION=all`` measures over the whole working-scale image, black
+corners included, as the training crops' statistics were): ``PROBE_ALPHA`` of the photograph's, the rest IDRiD's (default 0.5;
 1 is plain AdaBN), in the first ``PROBE_LAYERS`` batch norms only (default all 13; 4 is the encoder's
 stages 1 and 2, where a camera's colour, contrast and sharpness show). The adapted network is folded and predicts as the served one does. Then
 ``redseg-evaluate`` runs as usual (torch backend: the probe needs the network itself)::
@@ -30,6 +31,7 @@ from model.network import fold_batch_norm
 
 ALPHA = float(os.environ.get("PROBE_ALPHA", "0.5"))
 LAYERS = int(os.environ.get("PROBE_LAYERS", "13"))
+WHOLE_IMAGE = os.environ.get("PROBE_REGION", "fov") == "all"
 served = evaluate.predict_probabilities
 
 
@@ -44,7 +46,7 @@ def adapted_to(image: np.ndarray):
     """A folded copy of the network whose batch norms hold statistics moved towards ``image``'s."""
     model = copy.deepcopy(unfolded)
     small = working_mapping(image, model.config).to_working(image)
-    inside = torch.from_numpy(fov_mask(small).astype(np.float32))[None, None]
+    inside = torch.from_numpy(np.ones(small.shape[:2], np.float32) if WHOLE_IMAGE else fov_mask(small).astype(np.float32))[None, None]
     x = model.normalize(torch.from_numpy(small).permute(2, 0, 1)[None])
 
     def adapt(layer: nn.BatchNorm2d, inputs):
