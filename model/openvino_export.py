@@ -46,7 +46,7 @@ KINDS = ("fp32", "int8")
 RECIPE = "redseg-openvino-5"
 """Bumped whenever conversion or quantisation changes: every IR is then made again."""
 STAGE4_PATTERN = r".*encoder\.features\.24/.*"
-"""The first conv of the encoder's stage 4, kept in floating point since recipe ``redseg-openvino-5`` (all three in ``-4``)."""
+"""The first conv of the encoder's stage 4, kept in floating point since ``redseg-openvino-5`` (``-4`` kept all three)."""
 IGNORED_PATTERNS: tuple[str, ...] = (r".*encoder\.features\.0/.*", STAGE4_PATTERN, r".*branches.*")
 """Kept in floating point by NNCF (bf16 where the CPU computes it natively): the first conv (3 channels in:
 quantising the normalised photograph itself cost the fast model 0.005 of hold-out MA AP, keeping it gained that

@@ -2,15 +2,19 @@
 
 Another camera shifts what the encoder's features look like; its batch norm still centres and scales
 them by IDRiD's training statistics. Before each photograph is predicted, this runs the unfolded
-network once over its working-scale image and moves every batch norm's running mean and variance
-towards that photograph's own, measured inside its field of view, layer by layer (each layer sees the
-earlier layers already adapted; ``PROBE_REGION=all`` measures over the whole working-scale image, black
-corners included, as the training crops' statistics were; ``PROBE_REFERENCE=1`` moves them by the
-photograph's difference from the IDRiD training photographs' average statistics, measured the same way
-(mean shifted, variance scaled; an IDRiD photograph barely moves): ``PROBE_ALPHA`` of the photograph's, the rest IDRiD's (default 0.5;
-1 is plain AdaBN), in the first ``PROBE_LAYERS`` batch norms only (default all 13; 4 is the encoder's
-stages 1 and 2, where a camera's colour, contrast and sharpness show). The adapted network is folded and predicts as the served one does. Then
-``redseg-evaluate`` runs as usual (torch backend: the probe needs the network itself)::
+network once over its working-scale image and moves the batch norms' running means and variances
+towards that photograph's own, layer by layer (each layer sees the earlier ones already adapted). The
+adapted network is folded and predicts as the served one does; then ``redseg-evaluate`` runs as usual
+(torch backend: the probe needs the network itself). Settings:
+
+- ``PROBE_ALPHA``: how far towards the photograph's statistics (default 0.5; 1 is plain AdaBN);
+- ``PROBE_LAYERS``: only the first N batch norms (default all 13; 4 is stages 1 and 2, where a camera's
+  colour, contrast and sharpness show);
+- ``PROBE_REGION=all``: measured over the whole working-scale image, black corners included, as the
+  training crops' statistics were, instead of inside the field of view;
+- ``PROBE_REFERENCE=1``: moved by the photograph's difference from the IDRiD training photographs'
+  average statistics measured the same way (mean shifted, variance scaled), so that an IDRiD
+  photograph barely moves, instead of towards the photograph's own.
 
     PROBE_ALPHA=0.5 OMP_WAIT_POLICY=PASSIVE .venv/bin/python campaign/other-cameras/probe_adabn.py \
         --backend torch <redseg-evaluate arguments>
@@ -24,56 +28,39 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 import training.evaluation.evaluate as evaluate
-from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from batch_norm_statistics import idrid_training_paths, masked_moments, norm_indices, unfolded_network, working_input
 from model.formats.images import read_image
-from model.fov import fov_mask, working_mapping
 from model.network import fold_batch_norm
-from training.data.idrid import DEFAULT_ROOT, list_samples, split_holdout
 
 ALPHA = float(os.environ.get("PROBE_ALPHA", "0.5"))
 LAYERS = int(os.environ.get("PROBE_LAYERS", "13"))
 WHOLE_IMAGE = os.environ.get("PROBE_REGION", "fov") == "all"
 RELATIVE = os.environ.get("PROBE_REFERENCE") == "1"
 served = evaluate.predict_probabilities
-
-
-def checkpoint_argument(argv: list[str]) -> str:
-    return argv[argv.index("--checkpoint") + 1] if "--checkpoint" in argv else str(DEFAULT_CHECKPOINT)
-
-
-unfolded = load_checkpoint(checkpoint_argument(sys.argv[1:]), "cpu", fold=False).model
+unfolded = unfolded_network()
 
 
 def image_statistics(model, image: np.ndarray, adapt=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per batch norm (the first ``LAYERS``), the mean and variance of its input over ``image``'s field of view
     (or all of it), in one forward of the working-scale image; ``adapt(index, layer, mean, var)`` may change
     the layer's running statistics before it normalises."""
-    small = working_mapping(image, model.config).to_working(image)
-    inside = np.ones(small.shape[:2], np.float32) if WHOLE_IMAGE else fov_mask(small).astype(np.float32)
-    inside = torch.from_numpy(inside)[None, None]
-    x = model.normalize(torch.from_numpy(small).permute(2, 0, 1)[None])
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)][:LAYERS]
+    x, inside = working_input(model, image, WHOLE_IMAGE)
+    indices = norm_indices(model, LAYERS)
     measured = []
 
     def measure(layer: nn.BatchNorm2d, inputs):
-        features = inputs[0].float()
-        weight = F.interpolate(inside, size=features.shape[-2:], mode="nearest")
-        total = weight.sum().clamp(min=1.0)
-        mean = (features * weight).sum(dim=(0, 2, 3)) / total
-        var = (((features - mean.view(1, -1, 1, 1)) ** 2) * weight).sum(dim=(0, 2, 3)) / total
+        mean, var, _ = masked_moments(inputs[0].float(), inside)
         measured.append((mean, var))
         if adapt is not None:
             adapt(len(measured) - 1, layer, mean, var)
 
-    hooks = [norm.register_forward_pre_hook(measure) for norm in norms]
-    last = max(i for i, layer in enumerate(model.encoder.features) if layer is norms[-1])
+    hooks = [model.encoder.features[index].register_forward_pre_hook(measure) for index in indices]
     with torch.inference_mode():
-        model.encoder.features[: last + 1](x)
+        model.encoder.features[: indices[-1] + 1](x)
     for hook in hooks:
         hook.remove()
     return measured
@@ -84,8 +71,7 @@ def reference_statistics() -> list[tuple[torch.Tensor, torch.Tensor]]:
     cache = Path(f"runs/adabn-reference-{LAYERS}-{'all' if WHOLE_IMAGE else 'fov'}.pt")
     if cache.exists():
         return torch.load(cache)
-    training, _ = split_holdout(list_samples(DEFAULT_ROOT, "train"))
-    per_image = [image_statistics(unfolded, read_image(sample.image_path)) for sample in tqdm(training, desc="reference")]
+    per_image = [image_statistics(unfolded, read_image(path)) for path in tqdm(idrid_training_paths(), desc="reference")]
     averaged = [(torch.stack([s[k][0] for s in per_image]).mean(0), torch.stack([s[k][1] for s in per_image]).mean(0))
                 for k in range(len(per_image[0]))]
     cache.parent.mkdir(exist_ok=True)

@@ -28,31 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 import training.evaluation.evaluate as evaluate
-from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from batch_norm_statistics import idrid_training_paths, masked_moments, norm_indices, unfolded_network, working_input
 from model.formats.images import read_image
-from model.fov import fov_mask, working_mapping
 from model.network import fold_batch_norm
-from training.data.idrid import DEFAULT_ROOT, list_samples, split_holdout
 from training.evaluation.labelled_folder import images_by_stem
 
 LAYERS = int(os.environ.get("PROBE_LAYERS", "4"))
 SITE = os.environ.get("PROBE_SITE", "")
 served = evaluate.predict_probabilities
-
-
-def checkpoint_argument(argv: list[str]) -> str:
-    return argv[argv.index("--checkpoint") + 1] if "--checkpoint" in argv else str(DEFAULT_CHECKPOINT)
-
-
-def working_input(model, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    small = working_mapping(image, model.config).to_working(image)
-    inside = torch.from_numpy(fov_mask(small).astype(np.float32))[None, None]
-    return model.normalize(torch.from_numpy(small).permute(2, 0, 1)[None]), inside
+unfolded = unfolded_network()
+Statistics = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def pooled_statistics(model, inputs, layer_index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,42 +50,43 @@ def pooled_statistics(model, inputs, layer_index: int) -> tuple[torch.Tensor, to
     total, first, second = 0.0, 0.0, 0.0
     with torch.inference_mode():
         for x, inside in inputs:
-            features = model.encoder.features[:layer_index](x).float()
-            weight = F.interpolate(inside, size=features.shape[-2:], mode="nearest")
-            total += weight.sum()
-            first = first + (features * weight).sum(dim=(0, 2, 3))
-            second = second + (features**2 * weight).sum(dim=(0, 2, 3))
+            mean, var, pixels = masked_moments(model.encoder.features[:layer_index](x).float(), inside)
+            total, first, second = total + pixels, first + mean * pixels, second + (var + mean**2) * pixels
     mean = first / total
     return mean, second / total - mean**2
 
 
-def norm_indices(model) -> list[int]:
-    return [i for i, layer in enumerate(model.encoder.features) if isinstance(layer, nn.BatchNorm2d)][:LAYERS]
+def site_statistics(model, images: list[np.ndarray], reference: Statistics | None = None) -> Statistics:
+    """The first ``LAYERS`` batch norms' pooled statistics over ``images``, layer by layer; with a
+    ``reference``, each batch norm is moved by the difference before the next is measured."""
+    inputs = [working_input(model, image) for image in images]
+    measured = []
+    for k, index in enumerate(norm_indices(model, LAYERS)):
+        mean, var = pooled_statistics(model, inputs, index)
+        measured.append((mean, var))
+        if reference is not None:
+            norm = model.encoder.features[index]
+            norm.running_mean.add_(mean - reference[k][0])
+            norm.running_var.mul_(var / reference[k][1].clamp(min=1e-6))
+    return measured
 
 
-def site_statistics(model, paths: list[Path]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    inputs = [working_input(model, read_image(path)) for path in tqdm(paths, desc="site photographs")]
-    return [pooled_statistics(model, inputs, index) for index in norm_indices(model)]
-
-
-def adapted_on(paths: list[Path], reference) -> nn.Module:
+def adapted_on(images: list[np.ndarray], reference: Statistics) -> nn.Module:
     """A folded copy of the network whose first batch norms are moved by the site's difference from IDRiD's."""
     model = copy.deepcopy(unfolded)
-    inputs = [working_input(model, read_image(path)) for path in tqdm(paths, desc="site photographs")]
-    for k, index in enumerate(norm_indices(model)):
-        mean, var = pooled_statistics(model, inputs, index)
-        norm = model.encoder.features[index]
-        norm.running_mean.add_(mean - reference[k][0])
-        norm.running_var.mul_(var / reference[k][1].clamp(min=1e-6))
+    site_statistics(model, images, reference)
     return fold_batch_norm(model.eval())
 
 
-def idrid_reference() -> list[tuple[torch.Tensor, torch.Tensor]]:
+def read_all(paths: list[Path]) -> list[np.ndarray]:
+    return [read_image(path) for path in tqdm(paths, desc="site photographs")]
+
+
+def idrid_reference() -> Statistics:
     cache = Path(f"runs/site-bn-reference-{LAYERS}.pt")
     if not cache.exists():
-        training, _ = split_holdout(list_samples(DEFAULT_ROOT, "train"))
         cache.parent.mkdir(exist_ok=True)
-        torch.save(site_statistics(unfolded, [sample.image_path for sample in training]), cache)
+        torch.save(site_statistics(unfolded, read_all(idrid_training_paths())), cache)
     return torch.load(cache)
 
 
@@ -110,17 +100,16 @@ def site_models() -> dict[str, nn.Module] | nn.Module:
     if not SITE.startswith("folds:"):
         folder, _, count = SITE.partition(":")
         paths = sorted(images_by_stem(Path(folder)).values())[: int(count) if count else None]
-        return adapted_on(paths, reference)
-    paths = sorted(images_by_stem(Path(SITE.removeprefix("folds:"))).values())
-    halves = [paths[0::2], paths[1::2]]
+        return adapted_on(read_all(paths), reference)
+    images = read_all(sorted(images_by_stem(Path(SITE.removeprefix("folds:"))).values()))
+    halves = [images[0::2], images[1::2]]
     models = {}
     for predicted, adapting in ((halves[0], halves[1]), (halves[1], halves[0])):
         model = adapted_on(adapting, reference)
-        models.update({fingerprint(read_image(path)): model for path in predicted})
+        models.update({fingerprint(image): model for image in predicted})
     return models
 
 
-unfolded = load_checkpoint(checkpoint_argument(sys.argv[1:]), "cpu", fold=False).model
 SITE_MODELS = site_models()
 
 
