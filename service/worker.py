@@ -109,10 +109,12 @@ class Worker:
             started = time.perf_counter()
             predict_probabilities(self.checkpoint.model, synthetic_fundus(self.checkpoint.config), self.tiles,
                                   self.checkpoint.calibration)
+            warm_up_s = time.perf_counter() - started
             if not self.infer_s_measured:  # the warm-up runs a whole working-scale image
-                self.infer_s_average = time.perf_counter() - started
+                self.infer_s_average = warm_up_s
             self.warm = True
-            log.info("worker on %s is ready", self.device)
+            log.info("worker on %s is ready (its first working-scale photograph took %.1f s, later ones take less)",
+                     self.device, warm_up_s)
             while (job := self.jobs.get()) is not _STOP:
                 self._serve(job)
         except BaseException as exc:
