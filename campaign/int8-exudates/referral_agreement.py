@@ -1,6 +1,7 @@
 """The shipped referral and macular-oedema scores (fitted on torch features) applied to the features the int8
 engine gives: how many of the 353 graded photographs change their decision. Needs both feature caches
-(``redseg-screen`` with and without ``--backend openvino-int8``):
+(``redseg-screen`` with ``--backend torch`` and with ``--backend openvino-int8``; torch's bf16 features where
+this CPU made them, else its fp32 ones):
 
     .venv/bin/python campaign/int8-exudates/referral_agreement.py checkpoints/redseg-default.safetensors
 """
@@ -16,7 +17,9 @@ from training.referral.features import DEFAULT_CACHE, read_cache
 
 checkpoint = load_checkpoint(sys.argv[1])
 files = sorted(Path(DEFAULT_CACHE).glob(f"{model_digest(sys.argv[1])[:16]}-features-*.jsonl"))
-torch_rows = read_cache(next(f for f in files if "-bf16-" in f.name))
+torch_file = min((f for f in files if "-openvino-" not in f.name), key=lambda f: "-bf16-" not in f.name)  # bf16 first
+torch_rows = read_cache(torch_file)
+print(f"torch features: {torch_file.name}")
 int8_rows = read_cache(max((f for f in files if "-openvino-int8-" in f.name), key=lambda f: f.stat().st_mtime))  # the newest IR's
 names = sorted(set(torch_rows) & set(int8_rows))
 for label, stored in (("referral", checkpoint.referral), ("macular oedema", checkpoint.macular_oedema)):
