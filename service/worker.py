@@ -113,8 +113,8 @@ class Worker:
             if not self.infer_s_measured:  # the warm-up runs a whole working-scale image
                 self.infer_s_average = warm_up_s
             self.warm = True
-            log.info("worker on %s is ready (its first working-scale photograph took %.1f s, later ones take less)",
-                     self.device, warm_up_s)
+            log.info("worker on %s is ready (its warm-up, one working-scale image through the network, took %.1f s; "
+                     "later ones take less)", self.device, warm_up_s)
             while (job := self.jobs.get()) is not _STOP:
                 self._serve(job)
         except BaseException as exc:

@@ -147,9 +147,10 @@ def test_the_load_says_when_it_must_make_an_openvino_model_first(tmp_path: Path)
     assert service.startup.ir_to_make(make_settings(tmp_path / "missing.safetensors", backend="openvino-int8")) is None
 
 
-def test_a_ready_worker_logs_how_long_its_first_photograph_took(checkpoint: Path, caplog: pytest.LogCaptureFixture):
+def test_a_ready_worker_logs_how_long_its_warm_up_took(checkpoint: Path, caplog: pytest.LogCaptureFixture):
     caplog.set_level("INFO", logger="service.worker")
     with serve_in_thread(make_settings(checkpoint)):
         pass
     ready = [record.getMessage() for record in caplog.records if "is ready" in record.getMessage()]
-    assert ready and all("first working-scale photograph took" in line for line in ready), ready
+    assert ready and all("its warm-up, one working-scale image through the network, took" in line
+                         for line in ready), ready
