@@ -1,8 +1,9 @@
 """What the two batch-norm probes (``probe_adabn.py``, ``probe_site_bn.py``) share: the unfolded network of the
 checkpoint ``redseg-evaluate`` is asked for, a photograph's working-scale input with its field of view, the
-encoder's batch norms, and the mean and variance of a batch norm's input over a mask."""
+encoder's batch norms, the mean and variance of a batch norm's input over a mask, and IDRiD's reference."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,11 @@ def idrid_training_paths() -> list[Path]:
     """The 44 IDRiD training photographs outside the hold-out: the reference the probes compare a camera with."""
     training, _ = split_holdout(list_samples(DEFAULT_ROOT, "train"))
     return [sample.image_path for sample in training]
+
+
+def cached(path: Path, compute: Callable[[], list]) -> list:
+    """``compute()``'s statistics, saved in ``path`` the first time and read from it after."""
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        torch.save(compute(), path)
+    return torch.load(path)

@@ -32,7 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 import training.evaluation.evaluate as evaluate
-from batch_norm_statistics import idrid_training_paths, masked_moments, norm_indices, unfolded_network, working_input
+from batch_norm_statistics import (cached, idrid_training_paths, masked_moments, norm_indices, unfolded_network,
+                                   working_input)
 from model.formats.images import read_image
 from model.network import fold_batch_norm
 
@@ -67,19 +68,14 @@ def image_statistics(model, image: np.ndarray, adapt=None) -> list[tuple[torch.T
 
 
 def reference_statistics() -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The IDRiD training photographs' (not the hold-out's) statistics, averaged; cached in runs/."""
-    cache = Path(f"runs/adabn-reference-{LAYERS}-{'all' if WHOLE_IMAGE else 'fov'}.pt")
-    if cache.exists():
-        return torch.load(cache)
+    """The IDRiD training photographs' (not the hold-out's) statistics, averaged over the photographs."""
     per_image = [image_statistics(unfolded, read_image(path)) for path in tqdm(idrid_training_paths(), desc="reference")]
-    averaged = [(torch.stack([s[k][0] for s in per_image]).mean(0), torch.stack([s[k][1] for s in per_image]).mean(0))
-                for k in range(len(per_image[0]))]
-    cache.parent.mkdir(exist_ok=True)
-    torch.save(averaged, cache)
-    return averaged
+    return [(torch.stack([s[k][0] for s in per_image]).mean(0), torch.stack([s[k][1] for s in per_image]).mean(0))
+            for k in range(len(per_image[0]))]
 
 
-REFERENCE = reference_statistics() if RELATIVE else None
+REFERENCE_CACHE = Path(f"runs/adabn-reference-{LAYERS}-{'all' if WHOLE_IMAGE else 'fov'}.pt")
+REFERENCE = cached(REFERENCE_CACHE, reference_statistics) if RELATIVE else None
 
 
 def adapted_to(image: np.ndarray):

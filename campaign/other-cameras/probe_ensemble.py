@@ -14,16 +14,15 @@ stay. Then ``redseg-evaluate`` runs as usual.
 import os
 import sys
 
-import cv2
-
 import training.evaluation.evaluate as evaluate
 from model.backends import load_for_inference
+from model.devices import resolve_device
 
 PARTNER = os.environ.get("PROBE_PARTNER", "checkpoints/redseg-fast.safetensors")
 WEIGHT = float(os.environ.get("PROBE_WEIGHT", "0.5"))
 served = evaluate.predict_probabilities
 arguments = evaluate.build_parser().parse_known_args(sys.argv[1:])[0]
-partner = load_for_inference(PARTNER, "cpu", arguments.backend)
+partner = load_for_inference(PARTNER, resolve_device(arguments.device), arguments.backend)
 
 
 def averaged(model, image, settings, calibration, *args, **kwargs):
@@ -34,6 +33,5 @@ def averaged(model, image, settings, calibration, *args, **kwargs):
     return (1 - WEIGHT) * first + WEIGHT * second
 
 
-cv2.setNumThreads(1)
 evaluate.predict_probabilities = averaged
 sys.exit(evaluate.main(sys.argv[1:]))

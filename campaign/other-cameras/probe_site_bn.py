@@ -32,7 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 import training.evaluation.evaluate as evaluate
-from batch_norm_statistics import idrid_training_paths, masked_moments, norm_indices, unfolded_network, working_input
+from batch_norm_statistics import (cached, idrid_training_paths, masked_moments, norm_indices, unfolded_network,
+                                   working_input)
 from model.formats.images import read_image
 from model.network import fold_batch_norm
 from training.evaluation.labelled_folder import images_by_stem
@@ -83,11 +84,9 @@ def read_all(paths: list[Path]) -> list[np.ndarray]:
 
 
 def idrid_reference() -> Statistics:
-    cache = Path(f"runs/site-bn-reference-{LAYERS}.pt")
-    if not cache.exists():
-        cache.parent.mkdir(exist_ok=True)
-        torch.save(site_statistics(unfolded, read_all(idrid_training_paths())), cache)
-    return torch.load(cache)
+    """The 44 IDRiD training photographs' statistics, pooled as a site's are."""
+    return cached(Path(f"runs/site-bn-reference-{LAYERS}.pt"),
+                  lambda: site_statistics(unfolded, read_all(idrid_training_paths())))
 
 
 def fingerprint(image: np.ndarray) -> str:
