@@ -1,13 +1,14 @@
 """OpenVINO IRs of a checkpoint, made once and kept beside it, keyed by what decides their outputs.
 
 ``fp32``: the folded network converted as it is (``openvino-bf16`` runs it with bf16 inference
-precision). ``int8``: the same IR quantised by NNCF's post-training quantisation, its activation
+precision). ``int8``: the same network, stage 3's output channels first equalised
+(``model.channel_equalisation``), quantised by NNCF's post-training quantisation, its activation
 ranges calibrated on the crops of IDRiD training photographs in ``CALIBRATION_PACK``
 (``training.data.calibration_pack``; never the hold-out). Both take any batch and tile size
 (dynamic N, H and W) and return the fused logits (N, C, H, W), one channel per lesion.
 
 An IR's name holds a key: the SHA-256 of the checkpoint's ``model_digest`` (weights, config,
-thresholds, calibration), the recipe (``RECIPE``, the ignored scope) and, for int8, the calibration
+thresholds, calibration), the recipe (``RECIPE``, the ignored scope, the equalised stages) and, for int8, the calibration
 pack's bytes. A checkpoint retrained, recalibrated or replaced gets a new key, so a stale IR is never
 read; it is deleted when its successor is written. The IRs go to ``<checkpoint stem>.openvino/``
 beside the checkpoint, or where that folder cannot be written (a read-only image) to
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.channel_equalisation import equalise_stage_output
 from model.checkpoint import file_sha256, load_checkpoint, model_digest
 from model.network import RedSeg
 
@@ -43,17 +45,17 @@ CALIBRATION_PACK = ROOT / "assets" / "calibration-crops.npz"
 """Crops of IDRiD training photographs at the working scale (``training.data.calibration_pack``)."""
 PACK_FORMAT = "redseg-calibration-crops-1"
 KINDS = ("fp32", "int8")
-RECIPE = "redseg-openvino-5"
+RECIPE = "redseg-openvino-6"
 """Bumped whenever conversion or quantisation changes: every IR is then made again."""
-STAGE4_PATTERN = r".*encoder\.features\.24/.*"
-"""The first conv of the encoder's stage 4, kept in floating point since ``redseg-openvino-5`` (``-4`` kept all three)."""
-IGNORED_PATTERNS: tuple[str, ...] = (r".*encoder\.features\.0/.*", STAGE4_PATTERN, r".*branches.*")
+IGNORED_PATTERNS: tuple[str, ...] = (r".*encoder\.features\.0/.*", r".*branches.*")
 """Kept in floating point by NNCF (bf16 where the CPU computes it natively): the first conv (3 channels in:
 quantising the normalised photograph itself cost the fast model 0.005 of hold-out MA AP, keeping it gained that
-back, docs/benchmarks.md); the first conv of the encoder's stage 4 (quantised, it costs the default model 0.013
-of hold-out hard-exudate AP, no other layer tried did, and keeping it alone gains all of that back,
-docs/exudates.md); and the side-output and fusion 1x1 convs (and their upsampling) of every lesion, which make
-the logits the thresholds cut."""
+back, docs/benchmarks.md) and the side-output and fusion 1x1 convs (and their upsampling) of every lesion, which
+make the logits the thresholds cut."""
+EQUALISED_STAGES: tuple[int, ...] = (3,)
+"""Encoder stages whose output channels are equalised before quantisation (``model.channel_equalisation``):
+quantised without it, stage 4's first conv costs the default model 0.013-0.015 of hold-out hard-exudate AP;
+with it, none (``redseg-openvino-6``; recipe 5 kept that conv in floating point instead, docs/exudates.md)."""
 
 
 def ir_key(checkpoint: Path, kind: str, pack: Path = CALIBRATION_PACK) -> str:
@@ -62,7 +64,7 @@ def ir_key(checkpoint: Path, kind: str, pack: Path = CALIBRATION_PACK) -> str:
         raise ValueError(f"IR kind must be one of {KINDS}, got {kind!r}")
     parts = [model_digest(checkpoint), kind, RECIPE]
     if kind == "int8":
-        parts += [json.dumps(IGNORED_PATTERNS), file_sha256(pack)]
+        parts += [json.dumps(IGNORED_PATTERNS), json.dumps(EQUALISED_STAGES), file_sha256(pack)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -128,9 +130,13 @@ def export_ir(checkpoint: Path, kind: str, key: str, folder: Path, pack: Path = 
     started = time.perf_counter()
     log.info("making the OpenVINO %s IR of %s (once per checkpoint)", kind, checkpoint)
     model = load_checkpoint(checkpoint, "cpu").model.to(memory_format=torch.contiguous_format)
-    ov_model = convert(model)
-    if kind == "int8":
-        ov_model = quantize(ov_model, calibration_inputs(model, pack))
+    if kind == "fp32":
+        ov_model = convert(model)
+    else:
+        inputs = calibration_inputs(model, pack)
+        for stage in EQUALISED_STAGES:
+            equalise_stage_output(model, inputs, stage)
+        ov_model = quantize(convert(model), inputs)
     path = ir_path(folder, kind, key)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         ov.save_model(ov_model, Path(scratch) / "ir.xml", compress_to_fp16=False)
@@ -138,7 +144,8 @@ def export_ir(checkpoint: Path, kind: str, key: str, folder: Path, pack: Path = 
         os.replace(Path(scratch) / "ir.xml", path)  # the .xml last: it is what find_ir looks for
     seconds = time.perf_counter() - started
     manifest = {"checkpoint": str(checkpoint), "kind": kind, "key": key, "recipe": RECIPE, "seconds": round(seconds, 1),
-                "openvino": ov.__version__, "ignored_patterns": list(IGNORED_PATTERNS) if kind == "int8" else []}
+                "openvino": ov.__version__, "ignored_patterns": list(IGNORED_PATTERNS) if kind == "int8" else [],
+                "equalised_stages": list(EQUALISED_STAGES) if kind == "int8" else []}
     path.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
     remove_stale(folder, kind, path)
     log.info("wrote %s in %.1f s", path, seconds)

@@ -1,13 +1,17 @@
 """Probe for the int8 path's hard-exudate loss (issue 25): which quantised layers cost it? Quantises a copy
 of the default checkpoint with more of the encoder kept in fp32 (NNCF's ignored scope: the shipped
 ``IGNORED_PATTERNS`` plus the regular expressions given) and/or NNCF's MIXED preset (asymmetric
-activations) and/or NNCF's full bias correction (``--full-bias-correction``, instead of the fast one), or with
-the encoder's stage 4 quantised after all (``--quantise-stage4``), then runs redseg-evaluate on the copy through
-int8 (the hold-out, all four lesions):
+activations) and/or NNCF's full bias correction (``--full-bias-correction``, instead of the fast one) and/or
+without equalising stage 3's output first (``--no-equalise``: the recipes before ``redseg-openvino-6``), then
+runs redseg-evaluate on the copy through int8 (the hold-out, all four lesions):
 
     .venv/bin/python campaign/int8-exudates/probe_scope.py runs/int8-stage5 '.*encoder\.features\.(34|37|40)/.*'
     .venv/bin/python campaign/int8-exudates/probe_scope.py runs/int8-mixed --mixed
-    .venv/bin/python campaign/int8-exudates/probe_scope.py runs/int8-stage4-fullbc --quantise-stage4 --full-bias-correction
+    .venv/bin/python campaign/int8-exudates/probe_scope.py runs/int8-stage4-fullbc --no-equalise --full-bias-correction
+
+Before recipe 6 the shipped scope kept ``features.24`` and this took ``--quantise-stage4`` to quantise it;
+``--no-equalise`` alone now gives what ``--quantise-stage4`` gave then, and ``--no-equalise`` with
+``'.*encoder\.features\.24/.*'`` gives recipe 5.
 """
 
 import shutil
@@ -39,11 +43,10 @@ def main(out: Path, extra: list[str]) -> int:
     extra = [pattern for pattern in extra if pattern not in flags]
     if flags & {"--mixed", "--full-bias-correction"}:
         export.quantize = quantizer("--mixed" in flags, "--full-bias-correction" in flags)
-        export.RECIPE += "".join(sorted(flags))
-    kept = export.IGNORED_PATTERNS
-    if "--quantise-stage4" in flags:
-        kept = tuple(pattern for pattern in kept if pattern != export.STAGE4_PATTERN)
-    export.IGNORED_PATTERNS = (*kept, *extra)
+    if "--no-equalise" in flags:
+        export.EQUALISED_STAGES = ()
+    export.RECIPE += "".join(sorted(flags))
+    export.IGNORED_PATTERNS = (*export.IGNORED_PATTERNS, *extra)
     print(f"kept in fp32: {export.IGNORED_PATTERNS}", flush=True)
     return evaluate.main(["--checkpoint", str(checkpoint), "--backend", "openvino-int8", "--threads", "2",
                           "--holdout", "--no-progress", "--out", str(out / "eval-holdout")])
