@@ -130,13 +130,7 @@ def export_ir(checkpoint: Path, kind: str, key: str, folder: Path, pack: Path = 
     started = time.perf_counter()
     log.info("making the OpenVINO %s IR of %s (once per checkpoint)", kind, checkpoint)
     model = load_checkpoint(checkpoint, "cpu").model.to(memory_format=torch.contiguous_format)
-    if kind == "fp32":
-        ov_model = convert(model)
-    else:
-        inputs = calibration_inputs(model, pack)
-        for stage in EQUALISED_STAGES:
-            equalise_stage_output(model, inputs, stage)
-        ov_model = quantize(convert(model), inputs)
+    ov_model = convert(model) if kind == "fp32" else int8_model(model, pack)
     path = ir_path(folder, kind, key)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         ov.save_model(ov_model, Path(scratch) / "ir.xml", compress_to_fp16=False)
@@ -145,7 +139,7 @@ def export_ir(checkpoint: Path, kind: str, key: str, folder: Path, pack: Path = 
     seconds = time.perf_counter() - started
     manifest = {"checkpoint": str(checkpoint), "kind": kind, "key": key, "recipe": RECIPE, "seconds": round(seconds, 1),
                 "openvino": ov.__version__, "ignored_patterns": list(IGNORED_PATTERNS) if kind == "int8" else [],
-                "equalised_stages": list(EQUALISED_STAGES) if kind == "int8" else []}
+                "equalised_stages": equalised_stages(model) if kind == "int8" else []}
     path.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
     remove_stale(folder, kind, path)
     log.info("wrote %s in %.1f s", path, seconds)
@@ -202,6 +196,19 @@ def calibration_inputs(model: RedSeg, pack: Path = CALIBRATION_PACK) -> list[np.
         tensor = torch.from_numpy(crop).permute(2, 0, 1)[None]
         inputs.append(model.normalize(tensor).contiguous().numpy())
     return inputs
+
+
+def equalised_stages(model: RedSeg) -> list[int]:
+    """``EQUALISED_STAGES`` this network has a stage after (a shallower encoder has nothing to equalise for)."""
+    return [stage for stage in EQUALISED_STAGES if stage < len(model.encoder.tap_indices)]
+
+
+def int8_model(model: RedSeg, pack: Path = CALIBRATION_PACK):
+    """``model`` (folded, its stages equalised in place) converted and quantised, calibrated on ``pack``."""
+    inputs = calibration_inputs(model, pack)
+    for stage in equalised_stages(model):
+        equalise_stage_output(model, inputs, stage)
+    return quantize(convert(model), inputs)
 
 
 def quantize(ov_model, inputs: list[np.ndarray]):

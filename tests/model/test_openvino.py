@@ -1,5 +1,7 @@
 """The OpenVINO backends: choice of engine, IRs keyed by the checkpoint, the same tiling, and int8 against torch."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,17 @@ def test_the_ir_is_made_once_per_key_and_made_again_when_the_checkpoint_changes(
     second = export.ensure_ir(tiny_checkpoint, "fp32")
     assert second != first and second.is_file()
     assert not first.exists() and not first.with_suffix(".bin").exists()  # the stale IR is gone
+
+
+@pytest.mark.slow  # quantises the network (about 10 s each on 2 cores)
+@pytest.mark.parametrize(("stages", "equalised"), [((2, 3, 4), [3]), ((2, 3), [])])
+def test_the_int8_ir_equalises_stage_3_where_a_stage_follows_it(tmp_path, stages, equalised):
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model(ma_stages=stages, he_stages=stages),
+                                 thresholds={"MA": 0.5, "HE": 0.4})
+    path = export.ensure_ir(checkpoint, "int8")
+    assert json.loads(path.with_suffix(".json").read_text())["equalised_stages"] == equalised
+    compiled = backends.compile_ir(path, threads=1)
+    assert compiled.create_infer_request().infer({0: np.zeros((1, 3, 64, 64), np.float32)})[0].shape == (1, 2, 64, 64)
 
 
 @pytest.mark.slow  # converts the network (about 10 s each on 2 cores)
