@@ -18,7 +18,8 @@ from torch import nn
 from model.network import RedSeg
 
 SCALE_BOUND = 10.0
-"""No channel is scaled by more than this or less than its inverse (a channel silent on the crops stays as it is)."""
+"""No channel is scaled by more than this or less than its inverse (a channel all but silent on the crops, which
+might not be on a photograph, is not blown up to the mean range)."""
 
 
 def stage_convs(model: RedSeg, stage: int) -> tuple[int, int]:
