@@ -10,9 +10,9 @@ ranges calibrated on the crops of IDRiD training photographs in ``CALIBRATION_PA
 An IR's name holds a key: the SHA-256 of the checkpoint's ``model_digest`` (weights, config,
 thresholds, calibration), the recipe (``RECIPE``; for int8 also the ignored scope, the equalised
 stages and the calibration pack's bytes). A checkpoint retrained, recalibrated or replaced gets a new
-key, so a stale IR is never read; it is deleted when its successor is written. The IRs go to ``<checkpoint stem>.openvino/``
-beside the checkpoint, or where that folder cannot be written (a read-only image) to
-``$XDG_CACHE_HOME/redseg/openvino/``. ``redseg-export`` makes them ahead of time; the service and
+key, so a stale IR is never read; it is deleted when its successor is written. The IRs go to
+``<checkpoint stem>.openvino/`` beside the checkpoint, or where that folder cannot be written (a read-only
+image) to ``$XDG_CACHE_HOME/redseg/openvino/``. ``redseg-export`` makes them ahead of time; the service and
 the commands make a missing one at first use (``model.backends``).
 """
 
