@@ -7,26 +7,22 @@ copy through int8 (the hold-out, all four lesions):
     .venv/bin/python campaign/int8-exudates/probe_equalise.py runs/int8-equalise-0.5 0.5 [--checkpoint PATH]
 """
 
-import shutil
 import sys
 from pathlib import Path
 
 import model.channel_equalisation as equalisation
 import model.openvino_export as export
+from int8_holdout import copy_into, int8_holdout
 from model.checkpoint import DEFAULT_CHECKPOINT
-from training.evaluation import evaluate
 
 
 def main(out: Path, alpha: float, checkpoint_path: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / checkpoint_path.name
-    shutil.copy(checkpoint_path, checkpoint)
+    checkpoint = copy_into(out, checkpoint_path)
     equalise = equalisation.equalise_stage_output
     export.equalise_stage_output = lambda model, inputs, stage: equalise(model, inputs, stage, alpha)
     export.RECIPE += f"-equalise-{alpha}"
     print(f"kept in fp32: {export.IGNORED_PATTERNS}; stages {export.EQUALISED_STAGES} equalised, alpha {alpha}", flush=True)
-    return evaluate.main(["--checkpoint", str(checkpoint), "--backend", "openvino-int8", "--threads", "2",
-                          "--holdout", "--no-progress", "--out", str(out / "eval-holdout")])
+    return int8_holdout(out, checkpoint)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ with it, and runs redseg-evaluate on the copy through int8 (the hold-out, all fo
     .venv/bin/python campaign/int8-exudates/probe_pack.py runs/int8-pack   # then compare with docs/exudates.md
 """
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,12 +14,11 @@ import cv2
 import numpy as np
 
 import model.openvino_export as export
+from int8_holdout import copy_into, int8_holdout
 import training.data.calibration_pack as calibration_pack
 from model.checkpoint import DEFAULT_CHECKPOINT
-from model.fov import working_mapping
 from training.data.cache import resize_sample
 from training.data.idrid import DEFAULT_ROOT, list_samples, load_sample, split_holdout
-from training.evaluation import evaluate
 
 CROP = calibration_pack.CROP
 
@@ -42,9 +40,7 @@ def exudate_crops(config) -> dict[str, np.ndarray]:
 
 
 def main(out: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "redseg-default.safetensors"
-    shutil.copy(DEFAULT_CHECKPOINT, checkpoint)
+    checkpoint = copy_into(out, DEFAULT_CHECKPOINT)
     from model.checkpoint import load_checkpoint
 
     config = load_checkpoint(checkpoint).config
@@ -62,8 +58,7 @@ def main(out: Path) -> int:
     np.savez(pack, **arrays)
     print(f"{pack}: {len(header['names'])} crops", flush=True)
     export.ensure_ir.__defaults__ = (pack,)  # the copy's IR is quantised on, and looked up by, this pack
-    return evaluate.main(["--checkpoint", str(checkpoint), "--backend", "openvino-int8", "--threads", "2",
-                          "--holdout", "--no-progress", "--out", str(out / "eval-holdout")])
+    return int8_holdout(out, checkpoint)
 
 
 if __name__ == "__main__":

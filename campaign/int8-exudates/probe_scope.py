@@ -14,13 +14,12 @@ Before recipe 6 the shipped scope kept ``features.24`` and this took ``--quantis
 ``'.*encoder\.features\.24/.*'`` gives recipe 5.
 """
 
-import shutil
 import sys
 from pathlib import Path
 
 import model.openvino_export as export
+from int8_holdout import copy_into, int8_holdout
 from model.checkpoint import DEFAULT_CHECKPOINT
-from training.evaluation import evaluate
 
 
 def quantizer(mixed: bool, full_bias_correction: bool):
@@ -36,9 +35,7 @@ def quantizer(mixed: bool, full_bias_correction: bool):
 
 
 def main(out: Path, extra: list[str]) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "redseg-default.safetensors"
-    shutil.copy(DEFAULT_CHECKPOINT, checkpoint)
+    checkpoint = copy_into(out, DEFAULT_CHECKPOINT)
     flags = {flag for flag in extra if flag.startswith("--")}
     extra = [pattern for pattern in extra if pattern not in flags]
     if flags & {"--mixed", "--full-bias-correction"}:
@@ -48,8 +45,7 @@ def main(out: Path, extra: list[str]) -> int:
     export.RECIPE += "".join(sorted(flags))
     export.IGNORED_PATTERNS = (*export.IGNORED_PATTERNS, *extra)
     print(f"kept in fp32: {export.IGNORED_PATTERNS}", flush=True)
-    return evaluate.main(["--checkpoint", str(checkpoint), "--backend", "openvino-int8", "--threads", "2",
-                          "--holdout", "--no-progress", "--out", str(out / "eval-holdout")])
+    return int8_holdout(out, checkpoint)
 
 
 if __name__ == "__main__":
