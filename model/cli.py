@@ -25,7 +25,7 @@ DEFAULT_MODEL = "redseg-default.safetensors"
 """``model.checkpoint.DEFAULT_CHECKPOINT``'s file name."""
 FAST_MODEL = "redseg-fast.safetensors"
 """``model.checkpoint.FAST_CHECKPOINT``'s file name."""
-DEFAULT_TILE_SIZE = 1024
+DEFAULT_TILE_SIZE = 1360
 """``model.inference.TileSettings.tile_size``."""
 PRECISION_CHOICES = ("auto", "bf16", "fp32")
 """``model.precision.PRECISIONS``."""

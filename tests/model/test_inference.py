@@ -7,7 +7,7 @@ import model.inference as inference
 from model import LESIONS, TileSettings, predict_probabilities
 from model.fov import PhotographTooSmall
 from model.formats.images import read_image
-from model.fov import fov_mask
+from model.fov import fov_mask, max_working_side
 from model.inference import sliding_window, tile_count, tile_grid, tile_layout, tile_span
 from model.config import RedSegConfig
 from model.network import RedSeg
@@ -230,6 +230,14 @@ def test_default_grid_is_what_the_pipeline_runs(monkeypatch):
     assert sum(seen) == len(tile_grid(199, 300, settings)) == tile_count(199, 300, model, settings)
 
 
+def test_default_tiles_hold_any_disc_scaled_photograph_in_one():
+    """The bundled models' disc scaling (IDRiD's disc, 1146.2 working pixels across) makes images of at most
+    ``max_working_side`` pixels a side; the default tile holds them whole, so no photograph pays for a seam."""
+    side = max_working_side(RedSegConfig(fov_diameter=1146.2))
+    assert tile_grid(side, side, TileSettings()) == [(0, 0)]
+    assert tile_grid(976, 1200, TileSettings()) == [(0, 0)]  # an IDRiD photograph
+
+
 @pytest.mark.parametrize("height, width, tile_size, tiles", [
     (2848, 4288, 1024, 2),   # IDRiD at 1440x956: two 960x752 tiles
     (4288, 2848, 1024, 2),   # portrait
@@ -242,7 +250,7 @@ def test_tile_count_of_original_sizes(height, width, tile_size, tiles):
     assert tile_count(height, width, model, TileSettings(tile_size=tile_size)) == tiles
 
 
-@pytest.mark.parametrize("kwargs", [{"tile_size": 8}, {"min_overlap": -1}, {"min_overlap": 1024}, {"batch_size": 0}])
+@pytest.mark.parametrize("kwargs", [{"tile_size": 8}, {"min_overlap": -1}, {"min_overlap": TileSettings.tile_size}, {"batch_size": 0}])
 def test_invalid_tile_settings(kwargs):
     with pytest.raises(ValueError):
         TileSettings(**kwargs)
