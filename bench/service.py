@@ -50,6 +50,7 @@ from model.cli_help import plain_help  # noqa: E402
 from model.screening.masks import lesion_masks  # noqa: E402
 from model.screening.summary import summarise  # noqa: E402
 from service.decoding import decode_upload  # noqa: E402
+from service.memory import configure_heap  # noqa: E402
 from service.rendering import DEFAULT_OUTPUTS, parse_outputs, render  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.processes import free_port, stop, wait_until  # noqa: E402
@@ -234,4 +235,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    configure_heap()  # the servers' heap settings, so (a) and (p) run on the same allocator as (j) and (t)
     main()

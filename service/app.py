@@ -20,7 +20,7 @@ from model.screening.referral import DISCLAIMER
 from service.errors import install_error_handlers
 from service.openapi import install_openapi
 from service.limits import BodyLimitMiddleware, BodyLimits
-from service.memory import limit_arenas, trim_after_requests
+from service.memory import configure_heap, trim_after_requests
 from service.metrics import Metrics
 from service.routes import health, segment
 from service.routes.pages import install_pages
@@ -102,7 +102,8 @@ async def serve_when_loaded(app: FastAPI, loading: Loading) -> None:
     app.state.pool = pool
     app.state.drain.on_expire.append(pool.abandon_waiting)
     loading.done()
-    await asyncio.gather(pool.supervise(), trim_after_requests(lambda: app.state.drain.finished))
+    warm_bytes = app.state.settings.warm_memory_bytes
+    await asyncio.gather(pool.supervise(), trim_after_requests(lambda: app.state.drain.finished, warm_bytes))
 
 
 async def stop_serving(app: FastAPI, loading: Loading, serving: asyncio.Task) -> None:
@@ -125,7 +126,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    limit_arenas()
+    configure_heap()
     loading: Loading = app.state.loading
     serving = asyncio.create_task(serve_when_loaded(app, loading))
     try:

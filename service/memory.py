@@ -1,8 +1,15 @@
-"""Handing freed heap memory back to the operating system after requests (glibc's ``malloc_trim``).
+"""How the server's heap is kept between requests (glibc's malloc; elsewhere this does nothing).
 
-A full-size request allocates a few hundred MB of short-lived arrays. glibc keeps much of what is
-freed in its arenas, so without a trim the process's RSS steps up to the largest mix of requests
-it has seen and stays there. Trimming after requests keeps RSS near what is really in use.
+A full-size request allocates a few hundred MB of short-lived arrays. By default glibc maps each large
+array afresh from the OS and unmaps it when freed, so every request pays page faults on all of them:
+on a virtual machine up to 0.5 s of a 4 s request (docs/benchmarks.md). ``configure_heap`` keeps them
+in the heap instead, so the next request reuses pages already resident.
+
+Kept without bound, that memory would make RSS step up to the largest mix of requests the server has
+seen and stay there. So once a second after a request ends, the heap is trimmed (``malloc_trim``, all
+free memory handed back) if it holds more free memory than ``warm_bytes``: RSS at rest stays within
+that much of what the work in hand needs, and a server answering one photograph at a time keeps its
+heap warm.
 """
 
 from __future__ import annotations
@@ -17,43 +24,63 @@ log = logging.getLogger("service.memory")
 
 TRIM_INTERVAL_S = 1.0
 
-
-def _load_malloc_trim():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None, None
-    trim = getattr(libc, "malloc_trim", None)  # absent outside glibc (musl, macOS)
-    return (libc, trim) if trim is not None else (None, None)
-
-
-_libc, _malloc_trim = _load_malloc_trim()
-
-M_ARENA_MAX = -8
-"""glibc's mallopt parameter for the number of malloc arenas."""
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+"""glibc's mallopt parameters: free memory at the heap's top before free() gives it back; how many
+blocks may be mapped on their own; how many arenas may be made."""
+NEVER = 2**31 - 1
+"""The largest M_TRIM_THRESHOLD mallopt takes (an int): free() itself never trims."""
 ARENAS = 2
 """Each thread that allocates gets its own arena by default (up to 8 per core): the worker, the PNG
 encoders and the request threads would each keep their own free memory."""
 
 
-def limit_arenas(arenas: int = ARENAS) -> bool:
-    """Let at most ``arenas`` malloc arenas be made from now on (glibc only)."""
-    return _libc is not None and bool(_libc.mallopt(M_ARENA_MAX, arenas))
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def release_free_memory() -> bool:
-    """Return the heap's free pages to the OS; False where the C library cannot (not glibc)."""
-    return _malloc_trim is not None and bool(_malloc_trim(0))
+def _load_libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    if not all(hasattr(libc, name) for name in ("malloc_trim", "mallopt", "mallinfo2")):
+        return None  # not glibc (musl, macOS), or glibc before 2.33
+    libc.mallinfo2.restype = _MallInfo2
+    return libc
 
 
-async def trim_after_requests(requests_ended: Callable[[], int], interval_s: float = TRIM_INTERVAL_S) -> None:
-    """Forever: once per interval, trim (in a thread) if a request has ended since the last look."""
-    if _malloc_trim is None:
-        log.info("no malloc_trim in this C library: freed memory stays with the allocator")
+_libc = _load_libc()
+
+
+def configure_heap(arenas: int = ARENAS) -> bool:
+    """From now on: at most ``arenas`` malloc arenas, large arrays kept in the heap when freed rather than
+    unmapped, and no trimming but ``release_free_memory``'s. False where the C library is not glibc."""
+    if _libc is None:
+        return False
+    settings = ((M_ARENA_MAX, arenas), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER))
+    return all(bool(_libc.mallopt(parameter, value)) for parameter, value in settings)
+
+
+def free_heap_bytes() -> int:
+    """Free memory the heap holds, in all arenas (0 where the C library is not glibc)."""
+    return _libc.mallinfo2().fordblks if _libc is not None else 0
+
+
+def release_free_memory(warm_bytes: int = 0) -> bool:
+    """Hand the heap's free pages back to the OS if it holds more than ``warm_bytes`` of them; True if it did."""
+    return _libc is not None and free_heap_bytes() > warm_bytes and bool(_libc.malloc_trim(0))
+
+
+async def trim_after_requests(requests_ended: Callable[[], int], warm_bytes: int,
+                              interval_s: float = TRIM_INTERVAL_S) -> None:
+    """Forever: once per interval in which a request has ended, ``release_free_memory(warm_bytes)`` in a thread."""
+    if _libc is None:
+        log.info("not glibc's malloc: freed memory stays with the allocator, and each large array is mapped afresh")
         return
     seen = requests_ended()
     while True:
         await asyncio.sleep(interval_s)
         if (ended := requests_ended()) != seen:
             seen = ended
-            await asyncio.to_thread(release_free_memory)
+            await asyncio.to_thread(release_free_memory, warm_bytes)

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         2 * 2**30, gt=0, description="Hard cap on the memory held by the requests in progress: 13 bytes a photograph pixel, "
         "320 a working-scale pixel."
     )
+    warm_memory_bytes: int = Field(
+        2**30, ge=0, description="Free memory the server keeps between requests for the next one rather than handing it "
+        "back to the OS, which the next request would pay for in page faults (0: hand it all back after each request)."
+    )
     body_timeout_s: float = Field(120.0, gt=0, description="Longest a request body may take to arrive; slower ones get 408.")
     drain_max_bytes: int = Field(
         256 * 2**20, ge=0, description="Most bytes of an oversized body read and discarded so the client can read its 413."

@@ -85,6 +85,14 @@ def test_service(files, capsys):
 
 
 @pytest.mark.slow
+def test_heap(files, capsys):
+    bench("heap").main(["--checkpoint", str(files["checkpoint"]), "--image", str(files["image"]), "--requests", "2",
+                        "--pause-s", "1.2"])
+    out = capsys.readouterr().out
+    assert "| (c) handed back |" in out and "(w) kept warm / (c) handed back:" in out
+
+
+@pytest.mark.slow
 def test_soak(files, tmp_path):
     out = tmp_path / "soak"
     status = bench("soak").main(["--checkpoint", str(files["checkpoint"]), "--image", str(files["image"]),

@@ -1,9 +1,11 @@
-"""Freed memory handed back to the OS: the trim loop runs after requests end, and only then."""
+"""The heap between requests: large arrays kept warm for the next request, and handed back to the OS after
+requests end once the heap holds more free memory than the warm allowance."""
 
 from __future__ import annotations
 
 import asyncio
-import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -12,11 +14,11 @@ import service.memory as memory
 
 def test_the_trim_loop_trims_once_per_interval_in_which_requests_ended(monkeypatch):
     trims = []
-    monkeypatch.setattr(memory, "release_free_memory", lambda: trims.append(1) or True)
+    monkeypatch.setattr(memory, "release_free_memory", lambda warm_bytes: trims.append(warm_bytes) or True)
     ended = [0]
 
     async def scenario() -> None:
-        task = asyncio.create_task(memory.trim_after_requests(lambda: ended[0], interval_s=0.01))
+        task = asyncio.create_task(memory.trim_after_requests(lambda: ended[0], 123, interval_s=0.01))
         await asyncio.sleep(0.05)
         assert trims == []  # nothing ended: nothing to give back
         ended[0] += 3
@@ -27,16 +29,33 @@ def test_the_trim_loop_trims_once_per_interval_in_which_requests_ended(monkeypat
         await asyncio.sleep(0.05)
         task.cancel()
 
-    if memory._malloc_trim is None:
+    if memory._libc is None:
         pytest.skip("not glibc: the loop returns at once")
     asyncio.run(scenario())
-    assert trims == [1]
+    assert trims == [123]
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim and mallopt are glibc's")
-def test_glibc_trims_and_limits_arenas():
-    assert memory.limit_arenas(memory.ARENAS)
-    memory.release_free_memory()  # returns whether memory was released: either is fine
+HEAP_SCENARIO = """
+import numpy as np, psutil
+import service.memory as memory
+assert memory.configure_heap()
+rss = lambda: psutil.Process().memory_info().rss
+block = np.ones(300 * 2**20, np.uint8)
+held = rss()
+del block
+assert memory.free_heap_bytes() >= 300 * 2**20, "the freed block is not kept in the heap"
+assert rss() > held - 50 * 2**20, "the freed block's pages were handed back at once"
+assert not memory.release_free_memory(warm_bytes=2**40)
+assert rss() > held - 50 * 2**20, "a heap within its warm allowance was trimmed"
+assert memory.release_free_memory(warm_bytes=2**20)
+assert rss() < held - 250 * 2**20, "the trim did not hand the block's pages back"
+"""
+
+
+@pytest.mark.skipif(memory._libc is None, reason="mallopt, mallinfo2 and malloc_trim are glibc's (2.33 on)")
+def test_freed_arrays_stay_warm_in_the_heap_until_it_holds_more_than_the_allowance():
+    """In a process of its own: the heap's settings last for the rest of the process."""
+    subprocess.run([sys.executable, "-c", HEAP_SCENARIO], check=True, timeout=60)
 
 
 def test_a_request_counts_as_finished_once_its_answer_is_sent(checkpoint):
