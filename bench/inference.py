@@ -235,7 +235,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile-size", type=int)
     parser.add_argument("--min-overlap", type=int)
     parser.add_argument("--batch-size", type=int)
-    benchmark(parser.parse_args(argv))
+    parser.add_argument("--warm-heap", action="store_true",
+                        help="keep freed arrays in the heap, as the server does (service.memory); each variant's peak "
+                        "RSS then includes what the variants before it left there")
+    args = parser.parse_args(argv)
+    if args.warm_heap:
+        from service.memory import configure_heap
+
+        configure_heap()
+    benchmark(args)
 
 
 if __name__ == "__main__":

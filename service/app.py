@@ -102,8 +102,9 @@ async def serve_when_loaded(app: FastAPI, loading: Loading) -> None:
     app.state.pool = pool
     app.state.drain.on_expire.append(pool.abandon_waiting)
     loading.done()
-    warm_bytes = app.state.settings.warm_memory_bytes
-    await asyncio.gather(pool.supervise(), trim_after_requests(lambda: app.state.drain.finished, warm_bytes))
+    drain, warm_bytes = app.state.drain, app.state.settings.warm_memory_bytes
+    trim = trim_after_requests(lambda: drain.finished, lambda: drain.in_flight, warm_bytes)
+    await asyncio.gather(pool.supervise(), trim)
 
 
 async def stop_serving(app: FastAPI, loading: Loading, serving: asyncio.Task) -> None:

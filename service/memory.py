@@ -72,15 +72,17 @@ def release_free_memory(warm_bytes: int = 0) -> bool:
     return _libc is not None and free_heap_bytes() > warm_bytes and bool(_libc.malloc_trim(0))
 
 
-async def trim_after_requests(requests_ended: Callable[[], int], warm_bytes: int,
+async def trim_after_requests(requests_ended: Callable[[], int], requests_in_flight: Callable[[], int], warm_bytes: int,
                               interval_s: float = TRIM_INTERVAL_S) -> None:
-    """Forever: once per interval in which a request has ended, ``release_free_memory(warm_bytes)`` in a thread."""
+    """Forever: once per interval, if a request has ended since the last trim and none is in progress,
+    ``release_free_memory(warm_bytes)`` in a thread. A busy server is not trimmed: the trim would hold the
+    heap's lock against the requests in hand and leave the next one cold pages."""
     if _libc is None:
         log.info("not glibc's malloc: freed memory stays with the allocator, and each large array is mapped afresh")
         return
     seen = requests_ended()
     while True:
         await asyncio.sleep(interval_s)
-        if (ended := requests_ended()) != seen:
-            seen = ended
+        if requests_ended() != seen and not requests_in_flight():
+            seen = requests_ended()
             await asyncio.to_thread(release_free_memory, warm_bytes)

@@ -16,6 +16,7 @@ import cv2
 import pytest
 import yaml
 
+from model.inference import TileSettings
 from tests.service.helpers import SAMPLE, tiny_checkpoint
 from tests.training.fake_idrid import make_fake_idrid
 from training.data.idrid import DEFAULT_HOLDOUT
@@ -52,6 +53,13 @@ def test_tta(files, capsys):
     bench("tta").main(["--checkpoint", str(files["checkpoint"]), "--image", str(files["image"]), "--repeats", "1",
                        "--modes", "none,flips"])
     assert "tta flips" in capsys.readouterr().out
+
+
+def test_tiles(files, capsys):
+    bench("tiles").main(["--checkpoint", str(files["checkpoint"]), "--image", str(files["image"]), "--repeats", "1",
+                         "--old", "128"])
+    out = capsys.readouterr().out
+    assert "| torch | 128 |" in out and f"| torch | {TileSettings.tile_size} | 1 |" in out
 
 
 def test_response(files, capsys):

@@ -12,27 +12,32 @@ import pytest
 import service.memory as memory
 
 
-def test_the_trim_loop_trims_once_per_interval_in_which_requests_ended(monkeypatch):
+def test_the_trim_loop_trims_once_requests_have_ended_and_none_is_in_progress(monkeypatch):
     trims = []
     monkeypatch.setattr(memory, "release_free_memory", lambda warm_bytes: trims.append(warm_bytes) or True)
-    ended = [0]
+    ended, in_flight = [0], [0]
+
+    async def settle() -> None:
+        await asyncio.sleep(0.1)  # ten intervals
 
     async def scenario() -> None:
-        task = asyncio.create_task(memory.trim_after_requests(lambda: ended[0], 123, interval_s=0.01))
-        await asyncio.sleep(0.05)
+        task = asyncio.create_task(memory.trim_after_requests(lambda: ended[0], lambda: in_flight[0], 123, interval_s=0.01))
+        await settle()
         assert trims == []  # nothing ended: nothing to give back
-        ended[0] += 3
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if trims:
-                break
-        await asyncio.sleep(0.05)
+        ended[0], in_flight[0] = 3, 2
+        await settle()
+        assert trims == []  # busy: the requests in hand keep the heap
+        in_flight[0] = 0
+        await settle()
+        assert trims == [123]  # at rest: one trim, then none until another request ends
+        ended[0] += 1
+        await settle()
         task.cancel()
 
     if memory._libc is None:
         pytest.skip("not glibc: the loop returns at once")
     asyncio.run(scenario())
-    assert trims == [123]
+    assert trims == [123, 123]
 
 
 HEAP_SCENARIO = """
