@@ -26,7 +26,8 @@ class TileSettings:
     """Largest tile side, in pixels at the working scale. Each axis uses as few tiles as fit, each shrunk
     to the least size that still covers the image. 1360 holds any photograph scaled by its fundus disc
     (``model.fov.max_working_side``: 1348) in one tile, so an IDRiD photograph runs as one 976x1200 tile
-    instead of two 976x640 ones, in 0.87 of the time through OpenVINO int8 (docs/benchmarks.md)."""
+    instead of two 976x640 ones: no seam, and 0.90 of the time on torch, 0.93-0.98 on OpenVINO int8
+    (``bench/tiles.py``)."""
     min_overlap: int = 64
     """Least overlap between neighbouring tiles; it is also the width of the blending ramp."""
     batch_size: int = 4
