@@ -2,14 +2,14 @@
 
 A full-size request allocates a few hundred MB of short-lived arrays. By default glibc maps each large
 array afresh from the OS and unmaps it when freed, so every request pays page faults on all of them:
-on a virtual machine up to 0.5 s of a 4 s request (docs/benchmarks.md). ``configure_heap`` keeps them
-in the heap instead, so the next request reuses pages already resident.
+about 0.9 s of a 4.2 s int8 request on the 2-core build machine, a virtual machine (``bench/heap.py``).
+``configure_heap`` keeps them in the heap instead, so the next request reuses pages already resident.
 
 Kept without bound, that memory would make RSS step up to the largest mix of requests the server has
-seen and stay there. So once a second after a request ends, the heap is trimmed (``malloc_trim``, all
-free memory handed back) if it holds more free memory than ``warm_bytes``: RSS at rest stays within
-that much of what the work in hand needs, and a server answering one photograph at a time keeps its
-heap warm.
+seen and stay there. So once requests have ended and none is in progress, the heap is trimmed
+(``malloc_trim``, all free memory handed back) if it holds more free memory than ``warm_bytes``: RSS
+at rest stays within that much of what the work in hand needs, and a server answering one photograph
+at a time keeps its heap warm.
 """
 
 from __future__ import annotations
