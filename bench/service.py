@@ -5,7 +5,8 @@
 
 In one run on the same image and model, interleaved, medians compared:
 (a) the reference: one whole-image forward of the network at the working scale in fp32 with the
-    NCHW layout (what the network alone cost before the fast CPU path), in this process;
+    NCHW layout (what the network alone cost before the fast CPU path), in this process, which runs as a
+    script with the servers' heap settings (``service.memory.configure_heap``);
 (j) HTTP POST /segment with the default outputs and the JSON answer, on ``redseg-serve`` started
     here on loopback (the fast path, as served);
 (z) the same request with ``Accept: application/zip``;
