@@ -44,9 +44,10 @@ def _load_libc():
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    if not all(hasattr(libc, name) for name in ("malloc_trim", "mallopt", "mallinfo2")):
-        return None  # not glibc (musl, macOS), or glibc before 2.33
-    libc.mallinfo2.restype = _MallInfo2
+    if not all(hasattr(libc, name) for name in ("malloc_trim", "mallopt")):
+        return None  # not glibc (musl, macOS)
+    if hasattr(libc, "mallinfo2"):  # glibc 2.33 on
+        libc.mallinfo2.restype = _MallInfo2
     return libc
 
 
@@ -62,14 +63,18 @@ def configure_heap(arenas: int = ARENAS) -> bool:
     return all(bool(_libc.mallopt(parameter, value)) for parameter, value in settings)
 
 
-def free_heap_bytes() -> int:
-    """Free memory the heap holds, in all arenas (0 where the C library is not glibc)."""
-    return _libc.mallinfo2().fordblks if _libc is not None else 0
+def free_heap_bytes() -> int | None:
+    """Free memory the heap holds, in all arenas; None where the C library cannot say (not glibc, or before 2.33)."""
+    return _libc.mallinfo2().fordblks if hasattr(_libc, "mallinfo2") else None
 
 
 def release_free_memory(warm_bytes: int = 0) -> bool:
-    """Hand the heap's free pages back to the OS if it holds more than ``warm_bytes`` of them; True if it did."""
-    return _libc is not None and free_heap_bytes() > warm_bytes and bool(_libc.malloc_trim(0))
+    """Hand the heap's free pages back to the OS if it holds more than ``warm_bytes`` of them (or cannot say how
+    much it holds: then every time, as before the allowance); True if it did."""
+    if _libc is None:
+        return False
+    free = free_heap_bytes()
+    return (free is None or free > warm_bytes) and bool(_libc.malloc_trim(0))
 
 
 async def trim_after_requests(requests_ended: Callable[[], int], requests_in_flight: Callable[[], int], warm_bytes: int,

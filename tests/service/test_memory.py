@@ -57,7 +57,7 @@ assert rss() < held - 250 * 2**20, "the trim did not hand the block's pages back
 """
 
 
-@pytest.mark.skipif(memory._libc is None, reason="mallopt, mallinfo2 and malloc_trim are glibc's (2.33 on)")
+@pytest.mark.skipif(memory.free_heap_bytes() is None, reason="mallopt, mallinfo2 and malloc_trim are glibc's (2.33 on)")
 def test_freed_arrays_stay_warm_in_the_heap_until_it_holds_more_than_the_allowance():
     """In a process of its own: the heap's settings last for the rest of the process."""
     subprocess.run([sys.executable, "-c", HEAP_SCENARIO], check=True, timeout=60)
